@@ -1,0 +1,3 @@
+from dlmtune.cli import main
+
+main()

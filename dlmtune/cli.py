@@ -2,9 +2,73 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Fine-tune and evaluate diffusion language models.")
+
+
+def _split_csv(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def _parse_pairs(pairs: list[str], option: str) -> dict[str, str]:
+    parsed = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key or not value:
+            raise typer.BadParameter(f"expected TASK=PATH, got {pair!r}", param_hint=option)
+        parsed[key.strip()] = value.strip()
+    return parsed
+
+
+@app.command("eval")
+def eval_command(
+    model: str = typer.Option(..., help="Model folder, Hub id, or preset:<name>."),
+    adapter: str | None = typer.Option(None, help="PEFT (LoRA) adapter folder to apply on top of --model."),
+    tasks: str = typer.Option("sudoku,countdown,gsm8k,math500", help="Comma-separated task names."),
+    data: list[str] = typer.Option([], help="TASK=PATH_OR_HUB_ID; default: generated (sudoku, countdown) or Hub."),
+    seeds: int = typer.Option(1, help="Number of evaluation seeds (42, 43, ...)."),
+    limit: int | None = typer.Option(None, help="Evaluate only the first N items of each task."),
+    fast: bool = typer.Option(False, "--fast", help="Threshold parallel decoding + prefix KV cache."),
+    out: Path = typer.Option(Path("runs/eval"), help="Output folder (re-running resumes)."),
+    gen_length: int | None = typer.Option(None, help="Override the task's generation length."),
+    block_length: int | None = typer.Option(None, help="Override the block length (default 32)."),
+    steps: int | None = typer.Option(None, help="Override the diffusion steps (default gen_length / 2)."),
+    threshold: float | None = typer.Option(None, help="Confidence threshold for parallel decoding."),
+    batch_size: int = typer.Option(8, help="Prompts generated together."),
+    shots: int = typer.Option(0, help="k-shot prompting (0 = zero-shot, the papers' main protocol)."),
+    system_prompt: str | None = typer.Option(None, help="Replace the d1 system prompt ('' for none)."),
+    dtype: str | None = typer.Option(None, help="float32, bfloat16 or float16 (default: the model's)."),
+) -> None:
+    """Evaluate a model (optionally base + LoRA adapter) on the reasoning benchmarks."""
+    from accelerate import PartialState
+
+    from dlmtune.evaluate import evaluate_model, load_task_items, results_markdown
+    from dlmtune.models.loading import load_model
+
+    task_names = _split_csv(tasks)
+    sources = _parse_pairs(data, "--data")
+    unknown = set(sources) - set(task_names)
+    if unknown:
+        raise typer.BadParameter(f"--data names tasks not in --tasks: {sorted(unknown)}", param_hint="--data")
+    loaded, tokenizer, spec = load_model(model, dtype=dtype)
+    if adapter:
+        from peft import PeftModel
+
+        loaded = PeftModel.from_pretrained(loaded, adapter)
+    loaded = loaded.to(PartialState().device)
+    task_items = {name: load_task_items(name, sources.get(name), limit) for name in task_names}
+    generation = {"gen_length": gen_length, "block_length": block_length, "steps": steps,
+                  "threshold": threshold, "batch_size": batch_size}
+    results = evaluate_model(
+        loaded, tokenizer, spec, task_items, out_dir=out, seeds=[42 + i for i in range(seeds)], fast=fast,
+        generation=generation, system_prompt=system_prompt, shots=shots,
+        metadata={"model": model, "adapter": adapter, "fast": fast},
+    )
+    typer.echo(results_markdown(results))
+    typer.echo(f"results: {out / 'results.json'}")
 
 
 def main() -> None:

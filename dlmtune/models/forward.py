@@ -77,8 +77,8 @@ class _HeadTap:
         return (hidden[:, :0], *args[1:])
 
 
-def _forward_tapped(model, input_ids, attention_mask, positions, shift, stat, chunk_size):
-    head = output_head(model)
+def _forward_tapped(model, input_ids, attention_mask, positions, shift, stat, chunk_size, tap_head=True):
+    head = output_head(model) if tap_head else None
     rows = source_rows(positions, shift)
     tap = _HeadTap(rows, stat, chunk_size)
     handle = head.register_forward_pre_hook(tap) if head is not None else None
@@ -97,10 +97,16 @@ def _forward_tapped(model, input_ids, attention_mask, positions, shift, stat, ch
 
 
 def logits_at(
-    model: nn.Module, input_ids: Tensor, attention_mask: Tensor | None, positions: Tensor, shift: bool = False
+    model: nn.Module,
+    input_ids: Tensor,
+    attention_mask: Tensor | None,
+    positions: Tensor,
+    shift: bool = False,
+    tap_head: bool = True,
 ) -> Tensor:
-    """Aligned logits [N, V] at the True entries of `positions` [B, L], row-major order."""
-    return _forward_tapped(model, input_ids, attention_mask, positions.bool(), shift, None, 0)
+    """Aligned logits [N, V] at the True entries of `positions` [B, L], row-major order.
+    `tap_head=False` takes the straightforward route (full logits, then select): the reference."""
+    return _forward_tapped(model, input_ids, attention_mask, positions.bool(), shift, None, 0, tap_head)
 
 
 def stat_at(
@@ -111,7 +117,8 @@ def stat_at(
     stat: Callable[[Tensor], Tensor],
     shift: bool = False,
     chunk_size: int = 1024,
+    tap_head: bool = True,
 ) -> Tensor:
     """`stat` ([n, V] logits -> [n]) of the aligned logits at `positions`, at most `chunk_size` rows of
     logits alive at once. Returns float32 [N] in row-major order of `positions`."""
-    return _forward_tapped(model, input_ids, attention_mask, positions.bool(), shift, stat, chunk_size)
+    return _forward_tapped(model, input_ids, attention_mask, positions.bool(), shift, stat, chunk_size, tap_head)

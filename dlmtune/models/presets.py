@@ -28,13 +28,14 @@ PRESETS: dict[str, Preset] = {
 }
 
 
-def preset_config(name: str, tokenizer: PreTrainedTokenizerBase) -> LlamaConfig:
-    """A bidirectional Llama config of preset `name` sized for `tokenizer`."""
+def preset_config(name: str, tokenizer: PreTrainedTokenizerBase, vocab_size: int | None = None) -> LlamaConfig:
+    """A bidirectional Llama config of preset `name` sized for `tokenizer` (or an explicit `vocab_size`,
+    which benchmarks use to price a large LM head)."""
     if name not in PRESETS:
         raise ValueError(f"unknown model preset {name!r}; known presets: {', '.join(PRESETS)}")
     p = PRESETS[name]
     return LlamaConfig(
-        vocab_size=len(tokenizer),
+        vocab_size=vocab_size or len(tokenizer),
         hidden_size=p.hidden_size,
         intermediate_size=p.intermediate_size,
         num_hidden_layers=p.num_hidden_layers,
@@ -51,9 +52,11 @@ def preset_config(name: str, tokenizer: PreTrainedTokenizerBase) -> LlamaConfig:
     )
 
 
-def build_preset_model(name: str, tokenizer: PreTrainedTokenizerBase, seed: int = 0) -> LlamaForCausalLM:
+def build_preset_model(
+    name: str, tokenizer: PreTrainedTokenizerBase, seed: int = 0, vocab_size: int | None = None
+) -> LlamaForCausalLM:
     """A freshly initialised preset model; the same seed gives the same weights."""
-    config = preset_config(name, tokenizer)
+    config = preset_config(name, tokenizer, vocab_size)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return LlamaForCausalLM(config)

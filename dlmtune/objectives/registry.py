@@ -53,6 +53,7 @@ class ObjectiveConfig:
     t_sampling: str = "uniform"
     cart_p: float = 0.3
     chunk_size: int = 1024
+    tap_head: bool = True  # read the LM head only at the rows the loss needs; False = full logits
 
     def __post_init__(self) -> None:
         if self.normalize is not None and self.normalize not in NORMALIZATIONS:
@@ -128,7 +129,7 @@ class Objective:
         p_mask = self.mask_probs(t, beta, answer)  # [B, L]
         masked = sample_mask(p_mask, answer, generator)  # [B, L]
         noisy = torch.where(masked, torch.full_like(input_ids, self.mask_id), input_ids)
-        logits = logits_at(model, noisy, attention_mask, masked, self.shift)  # [N_masked, V]
+        logits = logits_at(model, noisy, attention_mask, masked, self.shift, self.config.tap_head)  # [N_masked, V]
         ce = torch.zeros(input_ids.shape, dtype=torch.float32, device=input_ids.device)
         ce = ce.masked_scatter(masked, F.cross_entropy(logits.float(), input_ids[masked], reduction="none"))
         weight = self.loss_weights(beta, masked, batch)
@@ -163,7 +164,8 @@ class Objective:
         fully_masked = torch.where(answer, torch.full_like(input_ids, self.mask_id), input_ids)
         with eval_mode(model), torch.no_grad():
             values = stat_at(
-                model, fully_masked, batch.get("attention_mask"), answer, per_chunk, self.shift, self.config.chunk_size
+                model, fully_masked, batch.get("attention_mask"), answer, per_chunk, self.shift,
+                self.config.chunk_size, self.config.tap_head,
             )
         return torch.zeros(input_ids.shape, dtype=torch.float32, device=input_ids.device).masked_scatter(answer, values)
 

@@ -1,0 +1,233 @@
+"""Evaluate a dLLM on reasoning tasks with the papers' protocol (d1 eval/, followed by wd1 and WeFT/GIFT).
+
+Layout of an evaluation folder (everything needed to resume or audit a run):
+
+    OUT/completions/<task>-seed<seed>.rank<r>.jsonl   one line per item, appended as it is generated
+    OUT/results.json, OUT/results.md                   per task and seed, mean and standard error
+
+Resuming: items whose index already appears in a completions file are skipped, so a re-run with the
+same folder continues where an interrupted one stopped (a torn last line from a kill is ignored).
+Data parallel: under `accelerate launch` each process takes every world_size-th item and writes its
+own file; the main process aggregates all files once everyone is done.
+
+Seeds drive the sampler's randomness (Gumbel noise at temperature > 0, "random" remasking). With the
+papers' setting (temperature 0, low-confidence remasking) generation is deterministic, so all seeds
+agree and the standard error is 0: that is a property of the protocol, not a bug.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from dlmtune.io import append_jsonl, write_json_atomic, write_text_atomic
+from dlmtune.models.spec import DLMSpec
+from dlmtune.sampling import decode_completions, generate
+from dlmtune.tasks import get_task
+from dlmtune.tasks.base import Score
+
+FAST_THRESHOLD = 0.9
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Sampler settings for one task; defaults are the papers' (App. B.2) for that task."""
+
+    gen_length: int
+    block_length: int
+    steps: int
+    temperature: float = 0.0
+    remasking: str = "low_confidence"
+    threshold: float | None = None
+    use_cache: bool = False
+    batch_size: int = 8
+
+    @classmethod
+    def for_task(cls, task: Any, fast: bool = False, **overrides: Any) -> GenerationSettings:
+        settings = cls(task.default_gen_length, task.default_block_length, task.default_steps)
+        if fast:
+            settings = replace(settings, threshold=FAST_THRESHOLD, use_cache=True)
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if "gen_length" in given and "steps" not in given:
+            given["steps"] = max(given["gen_length"] // 2, 1)
+        return replace(settings, **given)
+
+
+def _read_done(folder: Path, stem: str) -> dict[int, dict]:
+    """Records already written for `stem` by any rank, keyed by item index (torn lines skipped)."""
+    done: dict[int, dict] = {}
+    for path in sorted(folder.glob(f"{stem}.rank*.jsonl")):
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            done[int(record["index"])] = record
+    return done
+
+
+def _batches(indices: Sequence[int], lengths: Sequence[int], size: int) -> Iterator[list[int]]:
+    """Items grouped by prompt length so a batch wastes little padding."""
+    ordered = sorted(indices, key=lambda i: lengths[i])
+    for start in range(0, len(ordered), size):
+        yield ordered[start : start + size]
+
+
+def _generate_batch(model, tokenizer, spec: DLMSpec, prompts: list[str], settings: GenerationSettings, generator):
+    encoded = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
+    device = next(model.parameters()).device
+    input_ids = encoded["input_ids"].to(device)
+    output = generate(
+        model,
+        input_ids,
+        attention_mask=encoded["attention_mask"].to(device),
+        mask_id=spec.mask_token_id,
+        gen_length=settings.gen_length,
+        block_length=settings.block_length,
+        steps=settings.steps,
+        temperature=settings.temperature,
+        remasking=settings.remasking,
+        threshold=settings.threshold,
+        use_cache=settings.use_cache,
+        shift_logits=spec.shift_logits,
+        generator=generator,
+    )
+    return decode_completions(tokenizer, output, input_ids.shape[1], spec.stop_token_ids)
+
+
+def run_task_seed(
+    model, tokenizer, spec: DLMSpec, task_name: str, items: list[dict], seed: int, settings: GenerationSettings,
+    out_dir: Path, *, system_prompt: str | None = None, shots: Sequence[dict] = (), rank: int = 0,
+    world_size: int = 1, progress: bool = True,
+) -> float:
+    """Generate and score this rank's share of `items` not yet done; returns generation seconds."""
+    task = get_task(task_name)
+    folder = out_dir / "completions"
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = f"{task_name}-seed{seed}"
+    done = _read_done(folder, stem)
+    prompt_kwargs = {"shots": list(shots)} | ({} if system_prompt is None else {"system_prompt": system_prompt})
+    prompts = [task.prompt(tokenizer, item, **prompt_kwargs) for item in items]
+    todo = [i for i in range(rank, len(items), world_size) if i not in done]
+    lengths = [len(p) for p in prompts]
+    path = folder / f"{stem}.rank{rank}.jsonl"
+    generator = torch.Generator().manual_seed(seed)
+    elapsed = 0.0
+    bar = tqdm(total=len(todo), desc=f"{task_name} seed {seed}", unit="item", disable=not progress or not todo)
+    for batch in _batches(todo, lengths, settings.batch_size):
+        start = time.perf_counter()
+        completions = _generate_batch(model, tokenizer, spec, [prompts[i] for i in batch], settings, generator)
+        elapsed += time.perf_counter() - start
+        records = []
+        for index, completion in zip(batch, completions, strict=True):
+            score = task.score(completion, items[index])
+            records.append({"index": index, "completion": completion, "extracted": score.extracted,
+                            "correct": score.correct, "total": score.total})
+        append_jsonl(path, records)
+        bar.update(len(batch))
+    bar.close()
+    return elapsed
+
+
+def load_task_items(task_name: str, source: str | None, limit: int | None, seed: int = 0) -> list[dict]:
+    """Items of a task from `source` (a local file or a Hub id); without one, Sudoku and Countdown are
+    generated offline (256 items, d1's test-set size) and GSM8K / MATH500 come from their Hub ids."""
+    task = get_task(task_name)
+    if source is None and hasattr(task, "generate"):
+        return task.generate(limit or 256, seed)
+    return task.load(source or task.default_source, limit=limit)
+
+
+def few_shot_items(task_name: str, k: int, exclude: list[dict], seed: int = 1234) -> list[dict]:
+    """k solved examples for a k-shot prompt, never one of the evaluated items. Sudoku and Countdown
+    draw them from the offline generator; other tasks need `shots_from` (a file of solved items)."""
+    task = get_task(task_name)
+    if not hasattr(task, "generate"):
+        raise ValueError(f"{task_name}: k-shot prompts need solved examples; pass --shots-from FILE")
+    excluded = {json.dumps(item, sort_keys=True) for item in exclude}
+    candidates = task.generate(k + len(exclude), seed)
+    return [item for item in candidates if json.dumps(item, sort_keys=True) not in excluded][:k]
+
+
+def _mean_stderr(values: list[float]) -> tuple[float, float]:
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, 0.0
+    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+    return mean, math.sqrt(var / len(values))
+
+
+def aggregate(out_dir: Path, task_items: dict[str, list[dict]], seeds: Sequence[int]) -> dict[str, Any]:
+    """Per task: accuracy per seed (sum correct / sum total), mean and standard error over seeds."""
+    results: dict[str, Any] = {}
+    for task_name, items in task_items.items():
+        task = get_task(task_name)
+        per_seed = {}
+        for seed in seeds:
+            records = _read_done(out_dir / "completions", f"{task_name}-seed{seed}")
+            scores = [
+                Score(correct=r["correct"], total=r["total"], extracted=r.get("extracted"))
+                for i, r in sorted(records.items())
+                if i < len(items)
+            ]
+            summary = task.summarize(scores) if scores else {"accuracy": float("nan"), "n": 0}
+            summary["complete"] = len(records) >= len(items)
+            per_seed[str(seed)] = summary
+        accuracies = [s["accuracy"] for s in per_seed.values() if s["n"]]
+        mean, stderr = _mean_stderr(accuracies) if accuracies else (float("nan"), float("nan"))
+        results[task_name] = {"per_seed": per_seed, "mean": mean, "stderr": stderr, "n_items": len(items)}
+    return results
+
+
+def results_markdown(results: dict[str, Any], title: str = "Evaluation") -> str:
+    lines = [f"# {title}", "", "| task | items | seeds | accuracy (mean ± s.e.) | per seed |", "|---|---|---|---|---|"]
+    for task_name, r in results.items():
+        per_seed = ", ".join(f"{seed}: {s['accuracy']:.4f}" for seed, s in r["per_seed"].items())
+        lines.append(
+            f"| {task_name} | {r['n_items']} | {len(r['per_seed'])} | {r['mean']:.4f} ± {r['stderr']:.4f} | {per_seed} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def evaluate_model(
+    model, tokenizer, spec: DLMSpec, task_items: dict[str, list[dict]], *, out_dir: str | Path,
+    seeds: Sequence[int] = (42,), fast: bool = False, generation: dict[str, Any] | None = None,
+    system_prompt: str | None = None, shots: int = 0, shots_from: dict[str, list[dict]] | None = None,
+    progress: bool = True, metadata: dict | None = None,
+) -> dict[str, Any]:
+    """Evaluate `model` on every task and seed; writes and returns the results (resumable, see module doc)."""
+    from accelerate import PartialState
+
+    state = PartialState()
+    out_dir = Path(out_dir)
+    model.eval()
+    settings = {name: GenerationSettings.for_task(get_task(name), fast, **(generation or {})) for name in task_items}
+    timings: dict[str, float] = {}
+    for task_name, items in task_items.items():
+        given = (shots_from or {}).get(task_name)
+        shot_items = given[:shots] if given else few_shot_items(task_name, shots, exclude=items) if shots else ()
+        for seed in seeds:
+            seconds = run_task_seed(
+                model, tokenizer, spec, task_name, items, seed, settings[task_name], out_dir,
+                system_prompt=system_prompt, shots=shot_items, rank=state.process_index,
+                world_size=state.num_processes, progress=progress and state.is_local_main_process,
+            )
+            timings[task_name] = timings.get(task_name, 0.0) + seconds
+    state.wait_for_everyone()
+    results = aggregate(out_dir, task_items, seeds)
+    for task_name, r in results.items():
+        r["generation"] = asdict(settings[task_name])
+        r["generation_seconds_rank0"] = timings.get(task_name, 0.0)
+    if state.is_main_process:
+        payload = {"metadata": metadata or {}, "tasks": results}
+        write_json_atomic(out_dir / "results.json", payload)
+        write_text_atomic(out_dir / "results.md", results_markdown(results))
+    return results

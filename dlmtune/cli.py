@@ -71,5 +71,43 @@ def eval_command(
     typer.echo(f"results: {out / 'results.json'}")
 
 
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks: training-step cost, sampler speed.")
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("train")
+def bench_train_command(
+    preset: str = typer.Option("tiny", help="micro, tiny, small, or llada-8b-shape (for a GPU)."),
+    objectives: str = typer.Option("sft,weft", help="Comma-separated; sft-full-logits = unoptimised sft."),
+    lora: bool = typer.Option(False, "--lora/--full", help="LoRA on q/k/v or full fine-tuning."),
+    lora_r: int = typer.Option(8, help="LoRA rank (the papers use 128)."),
+    seq_len: int = typer.Option(256, help="Tokens per sequence."),
+    batch: int = typer.Option(8, help="Sequences per step."),
+    steps: int = typer.Option(10, help="Measured rounds (each runs every objective once)."),
+    warmup: int = typer.Option(2, help="Unmeasured rounds first."),
+    dtype: str = typer.Option("float32", help="float32 or bfloat16."),
+    vocab_size: int | None = typer.Option(None, help="Override the preset's vocabulary size."),
+    memory: bool = typer.Option(True, "--memory/--no-memory", help="Measure peak memory (CPU: child processes)."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the results as JSON here."),
+) -> None:
+    """Median step time, peak memory and tokens/s per objective, with ratios to sft from the same run."""
+    from dlmtune.bench import BenchConfig, bench_train
+    from dlmtune.io import write_json_atomic
+
+    config = BenchConfig(preset=preset, objectives=tuple(_split_csv(objectives)), lora=lora, lora_r=lora_r,
+                         seq_len=seq_len, batch=batch, steps=steps, warmup=warmup, dtype=dtype,
+                         vocab_size=vocab_size, measure_memory=memory)
+    result = bench_train(config)
+    typer.echo(f"device: {result['device']}; FLOP floor weft/sft: {result['flop_floor_weft_over_sft']:.3f}")
+    typer.echo(f"{'objective':<18}{'step s':>10}{'tokens/s':>12}{'peak MiB':>11}{'time/sft':>10}{'mem/sft':>9}")
+    for name, r in result["objectives"].items():
+        mem_ratio = f"{r['mem_ratio_to_sft']:.3f}" if r["mem_ratio_to_sft"] else "-"
+        time_ratio = f"{r['ratio_to_sft']:.3f}" if r["ratio_to_sft"] else "-"
+        typer.echo(f"{name:<18}{r['step_time_s']:>10.4f}{r['tokens_per_s']:>12.0f}"
+                   f"{r['peak_mem_bytes'] / 2**20:>11.1f}{time_ratio:>10}{mem_ratio:>9}")
+    if json_out:
+        write_json_atomic(json_out, result)
+
+
 def main() -> None:
     app()

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dlmtune.models.forward import logits_at, stat_at, unwrap_model
+from dlmtune.objectives.cache import EntropyCache
 from dlmtune.objectives.entropy import token_entropy, token_nll
 from dlmtune.objectives.loss import NORMALIZATIONS, reduce_masked_loss
 from dlmtune.objectives.masking import (
@@ -54,6 +55,7 @@ class ObjectiveConfig:
     cart_p: float = 0.3
     chunk_size: int = 1024
     tap_head: bool = True  # read the LM head only at the rows the loss needs; False = full logits
+    beta_refresh_every: int = 1  # weft: 1 = measure every step (the papers); K = reuse K visits; 0 = once
 
     def __post_init__(self) -> None:
         if self.normalize is not None and self.normalize not in NORMALIZATIONS:
@@ -64,6 +66,8 @@ class ObjectiveConfig:
             raise ValueError(f"objective.eps must be in (0, 1), got {self.eps}")
         if self.beta_power <= 0:
             raise ValueError(f"objective.beta_power must be > 0, got {self.beta_power}")
+        if self.beta_refresh_every < 0:
+            raise ValueError(f"objective.beta_refresh_every must be >= 0, got {self.beta_refresh_every}")
 
 
 @dataclass
@@ -179,9 +183,21 @@ def _nll_stat(logits: Tensor, targets: Tensor) -> Tensor:
 
 
 class Weft(Objective):
-    """WeFT/GIFT (papers/002 §3, Alg. 1): beta = H^power from the current model; t_i tilted by beta."""
+    """WeFT/GIFT (papers/002 §3, Alg. 1): beta = H^power from the current model; t_i tilted by beta.
+
+    With `beta_refresh_every != 1` and an `example_id` column in the batch, entropies are cached per
+    example and re-measured only when stale (see `dlmtune.objectives.cache`).
+    """
 
     name = "weft"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        refresh = self.cache_refresh_every()
+        self.cache = EntropyCache(refresh) if refresh != 1 else None
+
+    def cache_refresh_every(self) -> int:
+        return self.config.beta_refresh_every
 
     def beta_power(self) -> float:
         return self.config.beta_power
@@ -189,9 +205,24 @@ class Weft(Objective):
     def reference_model(self, model: nn.Module) -> contextlib.AbstractContextManager[nn.Module]:
         return contextlib.nullcontext(model)
 
-    def importance(self, model: nn.Module, batch: Batch) -> Importance:
+    def measure_entropy(self, model: nn.Module, batch: Batch) -> Tensor:
+        """The first pass: answer entropies [B, L] with the whole answer masked."""
         with self.reference_model(model) as ref:
-            entropy = self.answer_stat(ref, batch, _entropy_stat)
+            return self.answer_stat(ref, batch, _entropy_stat)
+
+    def entropy(self, model: nn.Module, batch: Batch) -> Tensor:
+        if self.cache is None or "example_id" not in batch:
+            return self.measure_entropy(model, batch)
+        ids = batch["example_id"].cpu()
+        stale = self.cache.stale_rows(ids)
+        if stale.any():
+            rows = stale.to(batch["input_ids"].device)
+            sub_batch = {k: v[rows] for k, v in batch.items() if torch.is_tensor(v) and v.shape[:1] == rows.shape}
+            self.cache.store(ids[stale], self.measure_entropy(model, sub_batch), sub_batch["answer_mask"])
+        return self.cache.assemble(ids, batch["answer_mask"])
+
+    def importance(self, model: nn.Module, batch: Batch) -> Importance:
+        entropy = self.entropy(model, batch)
         return Importance(entropy_beta(entropy, self.beta_power()), entropy)
 
     def mask_probs(self, t: Tensor, beta: Tensor | None, answer_mask: Tensor) -> Tensor:
@@ -228,6 +259,10 @@ class GiftStar(Weft):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._frozen: nn.Module | None = None
+        self._precomputed = False
+
+    def cache_refresh_every(self) -> int:
+        return 0  # the reference never changes, so a measured entropy never goes stale
 
     @contextlib.contextmanager
     def reference_model(self, model: nn.Module):
@@ -237,8 +272,21 @@ class GiftStar(Weft):
                 yield model
             return
         if self._frozen is None:
+            if self._precomputed:
+                raise RuntimeError("gift-star: an example missing from the precomputed entropies; its "
+                                   "reference (the initial weights) is gone. Precompute over the whole data set.")
             self._frozen = copy.deepcopy(inner).requires_grad_(False).eval()
         yield self._frozen
+
+    def precompute(self, model: nn.Module, batches) -> None:
+        """Measure every example once with the initial `model` (call before the first update). Training
+        steps then cost what an SFT step costs, and full fine-tuning needs no frozen copy."""
+        if self._frozen is None and not self._precomputed:
+            self._frozen = unwrap_model(model)  # still the initial weights: use them, don't copy them
+        for batch in batches:
+            ids = batch["example_id"].cpu()
+            self.cache.store(ids, self.measure_entropy(model, batch), batch["answer_mask"])
+        self._frozen, self._precomputed = None, True
 
 
 class SftSw(Weft):

@@ -1,0 +1,56 @@
+"""`dlmtune bench train` in CI size: the output format and the facts it must report (not timings)."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from dlmtune.bench import BenchConfig, bench_train, flop_floor
+from dlmtune.cli import app
+
+
+def test_bench_train_cli_writes_the_documented_json(tmp_path):
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(app, [
+        "bench", "train", "--preset", "micro", "--objectives", "sft,weft,sft-full-logits", "--seq-len", "32",
+        "--batch", "2", "--steps", "2", "--warmup", "1", "--no-memory", "--json", str(out),
+    ])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(out.read_text())
+    objectives = payload["objectives"]
+    assert set(objectives) == {"sft", "weft", "sft-full-logits"}
+    for entry in objectives.values():
+        assert entry["step_time_s"] > 0 and entry["tokens_per_s"] > 0
+        assert isinstance(entry["peak_mem_bytes"], int)
+        assert entry["ratio_to_sft"] > 0
+    assert objectives["sft"]["ratio_to_sft"] == 1.0
+    assert payload["flop_floor_weft_over_sft"] > 1.0
+    assert "weft" in result.output and "time/sft" in result.output
+
+
+def test_cpu_peak_memory_is_measured_per_objective():
+    payload = bench_train(BenchConfig(preset="micro", objectives=("sft", "weft"), seq_len=32, batch=2, steps=1, warmup=0))
+    for entry in payload["objectives"].values():
+        assert entry["peak_mem_bytes"] > 10 * 2**20  # a Python process with torch loaded
+        assert entry["mem_ratio_to_sft"] > 0
+
+
+def test_flop_floor_matches_hand_count():
+    """Full FT, no attention term worth noting: floor = (3 F + F') / 3 F where F' = body + head at all
+    answer rows and F = body + head at half of them. For LoRA the backward counts once, so 2 F."""
+    config = BenchConfig(preset="micro", seq_len=8, batch=1, prompt_fraction=0.5)
+
+    class Cfg:
+        hidden_size, intermediate_size, num_hidden_layers, vocab_size = 4, 8, 1, 10
+
+    class Model:
+        config = Cfg()
+
+    body = 2 * 8 * (4 * 16 + 3 * 4 * 8) + 4 * 1 * 64 * 4  # 2 T layer + attention 4 B T^2 D L
+    head = 2 * 4 * 10
+    sft_full = 3 * (body + head * 4 * 0.5)
+    assert abs(flop_floor(config, Model()) - (sft_full + body + head * 4) / sft_full) < 1e-12
+    config.lora = True
+    sft_lora = 2 * (body + head * 4 * 0.5)
+    assert abs(flop_floor(config, Model()) - (sft_lora + body + head * 4) / sft_lora) < 1e-12

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from dlmtune.io import append_jsonl, write_json_atomic, write_text_atomic
+from dlmtune.io import append_jsonl, drop_torn_tail, write_json_atomic, write_text_atomic
 from dlmtune.models.spec import DLMSpec
 from dlmtune.sampling import decode_completions, generate
 from dlmtune.tasks import get_task
@@ -119,6 +119,7 @@ def run_task_seed(
     todo = [i for i in range(rank, len(items), world_size) if i not in done]
     lengths = [len(p) for p in prompts]
     path = folder / f"{stem}.rank{rank}.jsonl"
+    drop_torn_tail(path)
     generator = torch.Generator().manual_seed(seed)
     elapsed = 0.0
     bar = tqdm(total=len(todo), desc=f"{task_name} seed {seed}", unit="item", disable=not progress or not todo)

@@ -39,3 +39,14 @@ def append_jsonl(path: str | Path, records: Iterable[dict]) -> None:
             handle.write(json.dumps(record) + "\n")
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def drop_torn_tail(path: str | Path) -> None:
+    """Cut an unterminated last line (a write interrupted by a kill) so appends start on a fresh line."""
+    path = Path(path)
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with path.open("r+b") as handle:
+            handle.truncate(data.rfind(b"\n") + 1)

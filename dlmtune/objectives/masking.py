@@ -56,8 +56,10 @@ def uniform_mask_probs(t: Tensor, answer_mask: Tensor, eps: float = 1e-3) -> Ten
 def beta_reference(beta: Tensor, answer_mask: Tensor) -> Tensor:
     """beta_ref per sequence [B]: mean of beta over answer positions; 0 for a sequence with no answer."""
     answer = answer_mask.bool()
-    total = torch.where(answer, beta.float(), 0.0).sum(-1)
-    return total / answer.sum(-1).clamp_min(1)
+    # Summed in float64: the mean of equal float32 values is then exactly that value (partial sums of up to
+    # 2^29 equal float32s are exact in float64), so a constant beta gives ratio 1 bit-for-bit.
+    total = torch.where(answer, beta.double(), 0.0).sum(-1)
+    return (total / answer.sum(-1).clamp_min(1)).float()
 
 
 def importance_mask_probs(t: Tensor, beta: Tensor, answer_mask: Tensor, eps: float = 1e-3) -> Tensor:
@@ -79,7 +81,7 @@ def importance_mask_probs(t: Tensor, beta: Tensor, answer_mask: Tensor, eps: flo
     answer = answer_mask.bool()
     beta = beta.float().clamp_min(0.0)
     beta_ref = beta_reference(beta, answer)[:, None]
-    ratio = torch.where(beta_ref > 0, beta / beta_ref.clamp_min(torch.finfo(torch.float32).tiny), 1.0)
+    ratio = torch.where(beta_ref > 0, beta / torch.where(beta_ref > 0, beta_ref, 1.0), 1.0)  # subnormal-safe
     t_col = t.float()[:, None].expand(answer.shape)
     t_weighted = 1.0 - torch.pow(1.0 - t_col.double(), ratio.double())
     t_tok = torch.where(ratio == 1.0, t_col, t_weighted.float())

@@ -33,7 +33,7 @@ def nll_beta(nll: Tensor, power: float = 1.0) -> Tensor:
 def sw_weights(beta: Tensor, answer_mask: Tensor) -> Tensor:
     """Per-token loss weights beta_i / mean(beta over the answer); 1 where that mean is 0."""
     beta_ref = beta_reference(beta, answer_mask)[:, None]
-    safe_ref = beta_ref.clamp_min(torch.finfo(torch.float32).tiny)
+    safe_ref = torch.where(beta_ref > 0, beta_ref, 1.0)  # not clamp_min(tiny): a subnormal mean is valid
     return torch.where(beta_ref > 0, beta.float() / safe_ref, 1.0)
 
 

@@ -71,6 +71,38 @@ def eval_command(
     typer.echo(f"results: {out / 'results.json'}")
 
 
+@app.command("train", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def train_command(
+    ctx: typer.Context,
+    config: Path | None = typer.Argument(None, help="YAML config (keys: TrainingArguments + model/data/objective/lora)."),
+) -> None:
+    """Fine-tune a dLLM. Any config key can be overridden: --objective weft --max_steps 20 --lora.r 16.
+
+    Many processes: `accelerate launch --config_file configs/accelerate/ddp.yaml -m dlmtune train CONFIG`.
+    """
+    import logging
+
+    from accelerate import PartialState
+
+    from dlmtune.config import ConfigError, parse_overrides
+    from dlmtune.data import DataError
+    from dlmtune.train import load_config, run_training
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        train_config = load_config(config, parse_overrides(ctx.args))
+        summary = run_training(train_config)
+    except (ConfigError, DataError, FileNotFoundError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    if not PartialState().is_main_process:
+        return
+    grad = summary["grad_norm"] or {}
+    typer.echo(f"done: {summary['global_step']} steps, final loss {summary['final_loss']:.4f}, "
+               f"{summary['seconds_per_step'] or 0:.3f} s/step, grad norm max {grad.get('max', float('nan')):.3f}; "
+               f"saved to {train_config.training['output_dir']}")
+
+
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks: training-step cost, sampler speed.")
 app.add_typer(bench_app, name="bench")
 
@@ -107,6 +139,72 @@ def bench_train_command(
                    f"{r['peak_mem_bytes'] / 2**20:>11.1f}{time_ratio:>10}{mem_ratio:>9}")
     if json_out:
         write_json_atomic(json_out, result)
+
+
+@app.command("pretrain")
+def pretrain_command(
+    preset: str = typer.Option("tiny", help="Model preset to pretrain (micro, tiny, small)."),
+    out: Path = typer.Option(Path("runs/base-tiny"), help="Folder for the model and tokenizer."),
+    steps: int | None = typer.Option(None, help="Optimizer steps (default: the shipped recipe's)."),
+    documents: int | None = typer.Option(None, help="Corpus size in documents."),
+    seed: int = typer.Option(0, help="Seed of the corpus, the initial weights and the masks."),
+) -> None:
+    """Build the embedded base dLLM: masked-diffusion pretraining on the synthetic corpus."""
+    from dataclasses import replace
+
+    from dlmtune.pretrain import PretrainConfig, pretrain
+
+    overrides = {k: v for k, v in {"steps": steps, "documents": documents}.items() if v is not None}
+    typer.echo(f"base model written to {pretrain(replace(PretrainConfig(preset=preset, seed=seed), **overrides), out)}")
+
+
+@app.command("demo")
+def demo_command(
+    objectives: str = typer.Option("sft,weft", help="Comma-separated objectives to compare."),
+    seeds: int | None = typer.Option(None, help="Training seeds per objective (default 3, --quick 1)."),
+    quick: bool = typer.Option(False, "--quick", help="The short version: one seed, fewer steps and items."),
+    out: Path = typer.Option(Path("runs/demo"), help="Output folder (re-running resumes)."),
+    base: Path | None = typer.Option(None, help="Base model folder (default: the shipped pretrained tiny dLLM)."),
+    max_steps: int | None = typer.Option(None, "--steps", hidden=True, help="Override training steps."),
+    test_per_task: int | None = typer.Option(None, "--items", hidden=True, help="Override test items per task."),
+    train_per_task: int | None = typer.Option(None, "--train-items", hidden=True, help="Override SFT items per task."),
+) -> None:
+    """SFT vs WeFT on the embedded tiny dLLM: fine-tune, evaluate, and write OUT/report.md and report.png."""
+    from dlmtune.demo import resolve_config, run_demo
+
+    config = resolve_config(objectives, seeds, quick, base=str(base) if base else None, max_steps=max_steps,
+                            test_per_task=test_per_task, train_per_task=train_per_task)
+    report = run_demo(config, out)
+    typer.echo(report["table"])
+    typer.echo(f"report: {out / 'report.md'}")
+
+
+@app.command("entropy")
+def entropy_command(
+    model: str = typer.Option(..., help="Model folder (or Hub id) with a mask token."),
+    data: str = typer.Option(..., help="JSONL of {prompt, response}, or a generated task: sudoku, countdown."),
+    out: Path = typer.Option(Path("entropy.png"), help="PNG to write (an .html of the example goes beside it)."),
+    limit: int = typer.Option(64, help="Examples to measure."),
+) -> None:
+    """The papers' Figure 2: answer tokens ranked by entropy under the model, and one shaded example."""
+    from dlmtune.entropy_picture import entropy_command as run
+
+    for label, count, mean in run(model, data, out, limit):
+        typer.echo(f"{label!s:>14} {count:>6} {mean:.3f}")
+    typer.echo(f"picture: {out} and {out.with_suffix('.html')}")
+
+
+@app.command("merge")
+def merge_command(
+    adapter: str = typer.Option(..., help="PEFT (LoRA) adapter folder or Hub id."),
+    out: Path = typer.Option(..., help="Folder for the merged model and tokenizer (must not exist or be empty)."),
+    base: str | None = typer.Option(None, help="Base model folder, Hub id or preset:<name> (default: the adapter's)."),
+    dtype: str | None = typer.Option(None, help="float32, bfloat16 or float16 (default: the model's)."),
+) -> None:
+    """Fold a LoRA adapter into its base model and save a plain model folder (e.g. as the start of RL)."""
+    from dlmtune.models.lora import merge_adapter
+
+    typer.echo(f"merged model written to {merge_adapter(base, adapter, out, dtype=dtype)}")
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """One entry point that turns a name into (model, tokenizer, DLMSpec).
 
-A name is `preset:NAME` (a fresh built-in bidirectional Llama, seed 0), a `save_pretrained` folder, or a
-Hub id. LLaDA and Dream ship their modeling code with the weights (`auto_map` in config.json), so
+A name is `preset:NAME` (a fresh built-in bidirectional Llama, seed 0), `embedded:base-tiny` (the shipped
+pretrained embedded default), a `save_pretrained` folder, or a Hub id. LLaDA and Dream ship their modeling code with the weights (`auto_map` in config.json), so
 `trust_remote_code=None` trusts a model's own code exactly when its config.json declares an `auto_map`:
 naming the model is the consent. Pass `trust_remote_code=False` to refuse it; transformers then loads
 the model only if it has a native class for it.
@@ -36,6 +36,7 @@ from dlmtune.models.spec import DLMSpec, describe
 logger = logging.getLogger(__name__)
 
 PRESET_PREFIX = "preset:"
+EMBEDDED_BASE = "embedded:base-tiny"  # the shipped pretrained tiny dLLM (built and cached if missing)
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
@@ -55,6 +56,10 @@ def load_model(
     without a mask token that are not a known family are refused (see `describe`).
     """
     name_or_path = str(name_or_path)
+    if name_or_path == EMBEDDED_BASE:
+        from dlmtune.pretrain import ensure_base
+
+        name_or_path = str(ensure_base())
     if name_or_path.startswith(PRESET_PREFIX):
         model, tokenizer = _load_preset(name_or_path, dtype, attn_implementation, device_map)
     else:

@@ -16,9 +16,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 Tensor = torch.Tensor
+VISITS_KEY = "__visits__"
 
 
 class EntropyCache:
@@ -61,13 +63,25 @@ class EntropyCache:
             out[b, answer[b].cpu()] = entry[:needed]
         return out.to(answer.device)
 
-    def save(self, path: str | Path) -> None:
-        """Write the entries as safetensors (atomically: temporary file, then rename)."""
+    def save(self, path: str | Path, metadata: dict[str, str] | None = None) -> None:
+        """Write entries and visit counts as safetensors (atomically: temporary file, then rename), so a
+        resumed run reuses exactly the entropies the interrupted one would have."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        tensors = {str(k): v.contiguous() for k, v in self.entries.items()}
+        tensors[VISITS_KEY] = torch.tensor(sorted(self.visits.items()), dtype=torch.int64).reshape(-1, 2)
         tmp = path.with_name(f".{path.name}.tmp")
-        save_file({str(k): v.contiguous() for k, v in self.entries.items()}, str(tmp))
+        save_file(tensors, str(tmp), metadata=metadata)
         tmp.replace(path)
 
     def load(self, path: str | Path) -> None:
-        self.entries.update({int(k): v for k, v in load_file(str(path)).items()})
+        tensors = load_file(str(path))
+        visits = tensors.pop(VISITS_KEY, torch.zeros(0, 2, dtype=torch.int64))
+        self.entries.update({int(k): v for k, v in tensors.items()})
+        self.visits.update({int(k): int(v) for k, v in visits.tolist()})
+
+
+def cache_metadata(path: str | Path) -> dict[str, str]:
+    """The metadata a cache file was saved with (e.g. the data set fingerprint it belongs to)."""
+    with safe_open(str(path), framework="pt") as f:
+        return dict(f.metadata() or {})

@@ -1,0 +1,190 @@
+"""`dlmtune train CONFIG.yaml [--key value ...]`: one fine-tuning run, read top to bottom.
+
+config -> training arguments (first, so DeepSpeed ZeRO-3 can shard while loading) -> model (+ LoRA)
+-> data -> objective -> DiffusionTrainer -> train (or resume) -> save model, tokenizer, summary.
+
+The output folder is a `save_pretrained` folder (a PEFT adapter folder with LoRA) plus
+`dlmtune_train.yaml` (the resolved config), `log.jsonl` (every log record) and `train_summary.json`
+(gradient-norm statistics, time per step, data counts).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from dlmtune.config import ConfigError, apply_overrides, build_dataclass, check_keys, read_yaml, to_yaml
+from dlmtune.data import DataConfig, DiffusionDataCollator, build_sft_dataset
+from dlmtune.io import write_json_atomic, write_text_atomic
+from dlmtune.objectives import ObjectiveConfig, get_objective
+from dlmtune.objectives.cache import cache_metadata
+from dlmtune.objectives.registry import GiftStar
+from dlmtune.trainer import DiffusionTrainer, DiffusionTrainingArguments
+
+logger = logging.getLogger(__name__)
+
+GIFT_STAR_CACHE = "gift_star_entropy.safetensors"
+
+
+@dataclass
+class ModelConfig:
+    """Which model, and what to tell the method about it when its config does not say."""
+
+    name_or_path: str = "preset:tiny"  # a save_pretrained folder, a Hub id, or preset:NAME
+    dtype: str | None = None  # float32 / bfloat16 / float16 / auto (None: the checkpoint's)
+    trust_remote_code: bool | None = None  # None: automatic, when the config has an auto_map (LLaDA, Dream)
+    attn_implementation: str | None = None
+    mask_token_id: int | None = None
+    eos_token_id: int | None = None
+    pad_token_id: int | None = None
+    shift_logits: bool | None = None  # Dream-style models: True (known families are recognised)
+
+
+@dataclass
+class LoraConfig:
+    """LoRA on the listed modules (the papers: r 128, alpha 256, dropout 0.05, q/k/v)."""
+
+    r: int = 128
+    alpha: int = 256
+    dropout: float = 0.05
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj"])
+    modules_to_save: list[str] | None = None
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig
+    data: DataConfig
+    objective_name: str
+    objective: ObjectiveConfig
+    lora: LoraConfig | None
+    training: dict[str, Any]  # DiffusionTrainingArguments fields
+    raw: dict[str, Any] = field(repr=False)  # the resolved YAML mapping, saved with the run
+
+
+SECTIONS = ("model", "data", "objective", "lora")
+SHORTHANDS = {"model": "name_or_path", "data": "source", "objective": "name", "lora": "r"}
+
+
+def load_config(path: str | Path | None, overrides: list[tuple[str, Any]] = ()) -> TrainConfig:
+    """Read, override and check a training config; every mistake is reported before any loading."""
+    where = str(path) if path else "config"
+    raw = apply_overrides(read_yaml(path) if path else {}, overrides, SHORTHANDS)
+    training = {k: v for k, v in raw.items() if k not in SECTIONS}
+    known = {f.name for f in dataclasses.fields(DiffusionTrainingArguments) if f.init}
+    check_keys(training, known, where)
+    if "output_dir" not in training:
+        raise ConfigError(f"{where}: output_dir is required (e.g. --output_dir runs/my-run)")
+    objective = dict(raw.get("objective") or {})
+    name = objective.pop("name", "sft")
+    try:
+        get_objective(name, mask_id=0)  # fails early, listing the known names
+    except ValueError as error:
+        raise ConfigError(f"{where}: objective: {error}") from None
+    lora = raw.get("lora")
+    if "data" not in raw or not raw["data"]:
+        raise ConfigError(f"{where}: a data section with a source is required (e.g. data: {{source: data.jsonl}})")
+    return TrainConfig(
+        model=build_dataclass(ModelConfig, raw.get("model"), f"{where}: model"),
+        data=build_dataclass(DataConfig, raw.get("data"), f"{where}: data"),
+        objective_name=name,
+        objective=build_dataclass(ObjectiveConfig, objective, f"{where}: objective"),
+        lora=build_dataclass(LoraConfig, lora, f"{where}: lora") if lora not in (None, False) else None,
+        training=training,
+        raw=raw,
+    )
+
+
+def training_arguments(config: TrainConfig) -> DiffusionTrainingArguments:
+    try:
+        return DiffusionTrainingArguments(**config.training)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"training arguments: {error}") from None
+
+
+def build_model(config: TrainConfig):
+    """(model, tokenizer, spec), with LoRA applied when the config has a lora section."""
+    from dlmtune.models.loading import load_model
+    from dlmtune.models.lora import apply_lora
+
+    m = config.model
+    spec_overrides = {"mask_token_id": m.mask_token_id, "eos_token_id": m.eos_token_id,
+                      "pad_token_id": m.pad_token_id, "shift_logits": m.shift_logits}
+    model, tokenizer, spec = load_model(m.name_or_path, dtype=m.dtype, trust_remote_code=m.trust_remote_code,
+                                        attn_implementation=m.attn_implementation, spec_overrides=spec_overrides)
+    if config.lora is not None:
+        lora = config.lora
+        model = apply_lora(model, r=lora.r, alpha=lora.alpha, dropout=lora.dropout,
+                           target_modules=lora.target_modules, modules_to_save=lora.modules_to_save)
+        if config.training.get("gradient_checkpointing"):
+            model.enable_input_require_grads()  # checkpointed LoRA needs a grad path through the embeddings
+    return model, tokenizer, spec
+
+
+def precompute_gift_star(trainer: DiffusionTrainer, dataset, collator, model_name: str) -> None:
+    """GIFT*: the initial model's entropies for every example, once, kept in OUTPUT_DIR and reused by
+    later runs (and resumes) on the same data set and model."""
+    objective, args = trainer.objective, trainer.args
+    path = Path(args.output_dir) / GIFT_STAR_CACHE
+    key = {"fingerprint": str(dataset._fingerprint), "model": model_name}
+    with args.main_process_first(desc="gift-star entropies"):
+        if path.exists() and cache_metadata(path) == key:
+            objective.cache.load(path)
+            objective._precomputed = True
+            return
+        loader = DataLoader(dataset, batch_size=args.per_device_eval_batch_size, collate_fn=collator)
+        model = trainer.model.to(args.device)
+        objective.precompute(model, ({k: v.to(args.device) for k, v in b.items()} for b in loader))
+        if args.process_index == 0:
+            objective.cache.save(path, metadata=key)
+
+
+def run_training(config: TrainConfig) -> dict[str, Any]:
+    """Train as configured; returns the summary also written to OUTPUT_DIR/train_summary.json."""
+    args = training_arguments(config)
+    model, tokenizer, spec = build_model(config)
+    with args.main_process_first(desc="tokenising"):
+        dataset, data_report = build_sft_dataset(tokenizer, config.data)
+    collator = DiffusionDataCollator.from_config(tokenizer, config.data)
+    objective = get_objective(config.objective_name, config.objective, mask_id=spec.mask_token_id,
+                              shift_logits=spec.shift_logits)
+    trainer = DiffusionTrainer(model=model, args=args, train_dataset=dataset, data_collator=collator,
+                               processing_class=tokenizer, objective=objective)
+    if trainer.is_world_process_zero():
+        logger.info("data: %s", data_report)
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        logger.info("model %s (%s): %d trainable parameters; objective %s", config.model.name_or_path,
+                    spec.family, trainable, config.objective_name)
+    if isinstance(objective, GiftStar):
+        precompute_gift_star(trainer, dataset, collator, config.model.name_or_path)
+    result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    trainer.save_model()
+    summary = {
+        "objective": config.objective_name,
+        "model": config.model.name_or_path,
+        "lora": config.lora is not None,
+        "train_runtime_s": result.metrics.get("train_runtime"),
+        "final_loss": result.training_loss,
+        "data": data_report,
+        **trainer.training_summary(),
+        "parameters_in_sync": parameters_in_sync(trainer),
+    }
+    if trainer.is_world_process_zero():
+        out = Path(args.output_dir)
+        write_text_atomic(out / "dlmtune_train.yaml", to_yaml(config.raw))
+        write_json_atomic(out / "train_summary.json", summary)
+    return summary
+
+
+def parameters_in_sync(trainer: DiffusionTrainer) -> bool:
+    """Whether every rank ends with the same trainable parameters (a float64 checksum per rank)."""
+    checksum = sum(p.detach().double().sum() for p in trainer.model.parameters() if p.requires_grad)
+    checksum = torch.as_tensor(checksum, dtype=torch.float64, device=trainer.args.device).reshape(1)
+    gathered = trainer.accelerator.gather(checksum)
+    return bool(torch.all(gathered == gathered[0]).item())

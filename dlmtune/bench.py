@@ -6,8 +6,11 @@ cost does not depend on them. Peak memory is `torch.cuda.max_memory_allocated` p
 the CPU, where a process's peak cannot be reset, each objective's peak RSS is measured in a fresh
 child process running the same steps.
 
-Besides the registered objectives the benchmark knows `sft-full-logits`: the same SFT loss computed the
-straightforward way (full [B, L, V] logits, then select), which the optimised `sft` must not lose to.
+Besides the registered objectives the benchmark knows two variants (`VARIANTS`): `sft-full-logits`, the
+same SFT loss computed the straightforward way (full [B, L, V] logits, then select), which the optimised
+`sft` must not lose to; and `weft-k4`, weft with `beta_refresh_every: 4` in its steady state (the batch
+is revisited every step, so entropies are measured on one step in four). `gift-star` is measured as
+training runs it: its reference entropies are precomputed before the first timed step.
 """
 
 from __future__ import annotations
@@ -23,9 +26,12 @@ from pathlib import Path
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from dlmtune.objectives.registry import ObjectiveConfig, get_objective
+from dlmtune.objectives.registry import GiftStar, ObjectiveConfig, get_objective
 
-FULL_LOGITS_SFT = "sft-full-logits"
+VARIANTS: dict[str, tuple[str, dict]] = {
+    "sft-full-logits": ("sft", {"tap_head": False}),
+    "weft-k4": ("weft", {"beta_refresh_every": 4}),
+}
 LLADA_8B_SHAPE = {"hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32,
                   "intermediate_size": 12288, "vocab_size": 126464, "mask_token_id": 126336}
 
@@ -45,6 +51,7 @@ class BenchConfig:
     vocab_size: int | None = None  # override the preset's vocabulary (the LM head's cost grows with it)
     seed: int = 0
     measure_memory: bool = True
+    chunk_size: int = ObjectiveConfig.chunk_size  # first-pass rows per head chunk (bounds its memory)
 
 
 def build_model(config: BenchConfig) -> tuple[torch.nn.Module, int]:
@@ -83,13 +90,17 @@ def make_batch(config: BenchConfig, vocab_size: int, mask_id: int, device: torch
     answer = torch.zeros_like(ids, dtype=torch.bool)
     answer[:, int(config.prompt_fraction * config.seq_len):] = True
     return {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device),
-            "answer_mask": answer.to(device)}
+            "answer_mask": answer.to(device), "example_id": torch.arange(config.batch, device=device)}
 
 
-def _objective(name: str, mask_id: int):
-    if name == FULL_LOGITS_SFT:
-        return get_objective("sft", ObjectiveConfig(tap_head=False), mask_id=mask_id)
-    return get_objective(name, ObjectiveConfig(), mask_id=mask_id)
+def _objective(name: str, model, batch, mask_id: int, config: BenchConfig):
+    """The objective `name` (or variant) ready to step; gift-star with its entropies precomputed."""
+    base, options = VARIANTS.get(name, (name, {}))
+    objective = get_objective(base, ObjectiveConfig(chunk_size=config.chunk_size, **options),
+                              mask_id=mask_id)
+    if isinstance(objective, GiftStar):
+        objective.precompute(model, [batch])
+    return objective
 
 
 def _sync() -> None:
@@ -146,7 +157,7 @@ def _peak_rss() -> int:
 
 def _child_peak_rss(config: BenchConfig, name: str, queue) -> None:
     model, mask_id, batch, optimizer = _setup(config)
-    objective = _objective(name, mask_id)
+    objective = _objective(name, model, batch, mask_id, config)
     baseline = _reset_peak_rss()
     for i in range(max(config.warmup, 1) + 1):
         _step(model, objective, batch, optimizer, config.seed + i)
@@ -182,7 +193,7 @@ def flop_floor(config: BenchConfig, model) -> float:
 def bench_train(config: BenchConfig) -> dict:
     """Run the benchmark; returns the JSON-able result (see module docstring)."""
     model, mask_id, batch, optimizer = _setup(config)
-    objectives = {name: _objective(name, mask_id) for name in config.objectives}
+    objectives = {name: _objective(name, model, batch, mask_id, config) for name in config.objectives}
     times: dict[str, list[float]] = {name: [] for name in objectives}
     peaks: dict[str, int] = {name: 0 for name in objectives}
     on_gpu = torch.cuda.is_available()

@@ -120,6 +120,7 @@ def bench_train_command(
     dtype: str = typer.Option("float32", help="float32 or bfloat16."),
     vocab_size: int | None = typer.Option(None, help="Override the preset's vocabulary size."),
     memory: bool = typer.Option(True, "--memory/--no-memory", help="Measure peak memory (CPU: child processes)."),
+    chunk_size: int = typer.Option(1024, help="First-pass rows per LM-head chunk (objective.chunk_size)."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the results as JSON here."),
 ) -> None:
     """Median step time, peak memory and tokens/s per objective, with ratios to sft from the same run."""
@@ -128,7 +129,7 @@ def bench_train_command(
 
     config = BenchConfig(preset=preset, objectives=tuple(_split_csv(objectives)), lora=lora, lora_r=lora_r,
                          seq_len=seq_len, batch=batch, steps=steps, warmup=warmup, dtype=dtype,
-                         vocab_size=vocab_size, measure_memory=memory)
+                         vocab_size=vocab_size, measure_memory=memory, chunk_size=chunk_size)
     result = bench_train(config)
     typer.echo(f"device: {result['device']}; FLOP floor weft/sft: {result['flop_floor_weft_over_sft']:.3f}")
     typer.echo(f"{'objective':<18}{'step s':>10}{'tokens/s':>12}{'peak MiB':>11}{'time/sft':>10}{'mem/sft':>9}")

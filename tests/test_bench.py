@@ -8,18 +8,19 @@ from typer.testing import CliRunner
 
 from dlmtune.bench import BenchConfig, bench_train, flop_floor
 from dlmtune.cli import app
+from dlmtune.objectives.registry import Weft
 
 
 def test_bench_train_cli_writes_the_documented_json(tmp_path):
     out = tmp_path / "bench.json"
     result = CliRunner().invoke(app, [
-        "bench", "train", "--preset", "micro", "--objectives", "sft,weft,sft-full-logits", "--seq-len", "32",
+        "bench", "train", "--preset", "micro", "--objectives", "sft,weft,sft-full-logits,weft-k4,gift-star", "--seq-len", "32",
         "--batch", "2", "--steps", "2", "--warmup", "1", "--no-memory", "--json", str(out),
     ])
     assert result.exit_code == 0, result.output
     payload = json.loads(out.read_text())
     objectives = payload["objectives"]
-    assert set(objectives) == {"sft", "weft", "sft-full-logits"}
+    assert set(objectives) == {"sft", "weft", "sft-full-logits", "weft-k4", "gift-star"}
     for entry in objectives.values():
         assert entry["step_time_s"] > 0 and entry["tokens_per_s"] > 0
         assert isinstance(entry["peak_mem_bytes"], int)
@@ -54,3 +55,23 @@ def test_flop_floor_matches_hand_count():
     config.lora = True
     sft_lora = 2 * (body + head * 4 * 0.5)
     assert abs(flop_floor(config, Model()) - (sft_lora + body + head * 4) / sft_lora) < 1e-12
+
+
+def test_amortised_variants_skip_the_first_pass(monkeypatch):
+    """Counted, not timed: weft measures entropies every step, weft-k4 on one visit in four, and
+    gift-star only in its precompute, before the timed steps."""
+    calls = {"n": 0}
+    original = Weft.measure_entropy
+
+    def counting(self, model, batch):
+        calls["n"] += 1
+        return original(self, model, batch)
+
+    monkeypatch.setattr(Weft, "measure_entropy", counting)
+    counts = {}
+    for name in ("weft", "weft-k4", "gift-star"):
+        calls["n"] = 0
+        bench_train(BenchConfig(preset="micro", objectives=("sft", name), seq_len=16, batch=2, steps=8, warmup=0,
+                                measure_memory=False))
+        counts[name] = calls["n"]
+    assert counts == {"weft": 8, "weft-k4": 2, "gift-star": 1}

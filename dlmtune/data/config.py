@@ -33,6 +33,8 @@ class DataConfig:
     prompt_column: str = "prompt"
     response_column: str = "response"
     messages_column: str = "messages"  # used when a record has neither prompt nor response column
+    # plain documents (pretraining): this column's text is the whole sequence, all of it maskable
+    text_column: str | None = None
     # a str.format template over a record's columns, used instead of response_column when set,
     # e.g. "<reasoning>{thinking_trajectories[0]}</reasoning>\n<answer>{attempt}</answer>"
     response_template: str | None = None

@@ -29,10 +29,16 @@ FEATURES = Features(
 )
 
 
-def example_parts(record: Record, config: DataConfig) -> tuple[Messages, str]:
-    """(prompt messages, with the system prompt applied, and response text) of one record."""
+def example_parts(record: Record, config: DataConfig) -> tuple[Messages | None, str]:
+    """(prompt messages, with the system prompt applied, and response text) of one record; with
+    `text_column` (plain documents, as in pretraining) there is no prompt (None) and the text is the answer."""
     fields = record.fields
     where = f"{record.location} (example {record.example_id})"
+    if config.text_column is not None:
+        text = _text(fields, config.text_column, where)
+        if not text.strip():
+            raise DataError(f"{where}: empty text; remove the document or fix its source")
+        return None, text
     pair_form = config.prompt_column in fields or config.response_column in fields
     if config.response_template is not None or pair_form:
         messages = [{"role": "user", "content": _text(fields, config.prompt_column, where)}]
@@ -103,12 +109,14 @@ def _with_system_prompt(messages: Messages, config: DataConfig) -> Messages:
     return [*messages[:first_user], prefixed, *messages[first_user + 1 :]]
 
 
-def _encode_parts(tokenizer: Any, prompt_messages: Messages, response: str) -> tuple[list[int], list[int]]:
-    """Prompt ids (through the generation prompt) and response ids ending with EOS."""
+def _encode_parts(tokenizer: Any, prompt_messages: Messages | None, response: str) -> tuple[list[int], list[int]]:
+    """Prompt ids (through the generation prompt; none for a plain document) and response ids ending with EOS."""
     if tokenizer.eos_token_id is None:
         raise DataError("the tokenizer has no EOS token; SFT responses end with EOS and are padded with it")
-    text = tokenizer.apply_chat_template(prompt_messages, add_generation_prompt=True, tokenize=False)
-    prompt_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    prompt_ids: list[int] = []
+    if prompt_messages is not None:
+        text = tokenizer.apply_chat_template(prompt_messages, add_generation_prompt=True, tokenize=False)
+        prompt_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     response_ids = tokenizer(response, add_special_tokens=False)["input_ids"]
     return list(prompt_ids), [*response_ids, tokenizer.eos_token_id]
 

@@ -186,3 +186,13 @@ def test_turns_after_the_last_assistant_message_are_dropped():
     ]
     messages, response = example_parts(Record(0, "d.jsonl:1", {"messages": turns}), DataConfig("d.jsonl"))
     assert (messages, response) == (turns[:1], "A")
+
+
+def test_plain_text_documents_are_all_answer(tokenizer, write_jsonl):
+    path = write_jsonl([{"text": "1+2=3"}, {"text": "row 1: 1234"}])
+    dataset, _ = build_sft_dataset(tokenizer, DataConfig(source=str(path), text_column="text"))
+    first = dataset[0]
+    assert first["prompt_length"] == 0
+    assert first["input_ids"] == tokenizer("1+2=3", add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    with pytest.raises(DataError, match=r"d.jsonl:1 .*'text'"):
+        build_sft_dataset(tokenizer, DataConfig(source=str(write_jsonl([{"body": "x"}])), text_column="text"))

@@ -2,9 +2,9 @@
 
 Objectives run interleaved (A B A B ... after warm-up) on the same model and batches, so machine noise
 hits all of them alike and the ratios to `sft` are taken within one run. Weights are random: a step's
-cost does not depend on them. Peak memory is `torch.cuda.max_memory_allocated` per step on a GPU; on
-the CPU, where a process's peak cannot be reset, each objective's peak RSS is measured in a fresh
-child process running the same steps.
+cost does not depend on them. Peak memory is `torch.cuda.max_memory_allocated` per step on a GPU, and
+on the CPU the tensor allocator's peak over one extra step per objective (`cpu_peak_allocated`), both
+counting weights, gradients and optimizer state as they stand.
 
 Besides the registered objectives the benchmark knows two variants (`VARIANTS`): `sft-full-logits`, the
 same SFT loss computed the straightforward way (full [B, L, V] logits, then select), which the optimised
@@ -15,15 +15,13 @@ training runs it: its reference entropies are precomputed before the first timed
 
 from __future__ import annotations
 
-import multiprocessing
-import resource
 import statistics
-import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
+from torch._C._profiler import _EventType
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from dlmtune.objectives.registry import GiftStar, ObjectiveConfig, get_objective
@@ -128,51 +126,31 @@ def _setup(config: BenchConfig):
     return model, mask_id, batch, optimizer
 
 
-def _status_kib(field: str) -> int | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def _reset_peak_rss() -> int:
-    """Reset the kernel's peak-RSS mark (Linux >= 4.0) and return the current RSS in bytes (0 if unknown)."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
+def cpu_peak_allocated(step: Callable[[], object]) -> int:
+    """Peak bytes the CPU tensor allocator holds while `step` runs, above what it held when `step`
+    began, read from the profiler's allocation events (exact, unlike the process RSS)."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
+        step()
+    allocations = []
+    stack = list(prof.profiler.kineto_results.experimental_event_tree())
+    while stack:
+        node = stack.pop()
+        stack.extend(node.children)
+        if node.tag == _EventType.Allocation:
+            allocations.append((node.start_time_ns, node.extra_fields.alloc_size, node.extra_fields.total_allocated))
+    if not allocations:
         return 0
-    return (_status_kib("VmRSS") or 0) * 1024
+    allocations.sort()
+    _, first_size, first_total = allocations[0]
+    return max(total for _, _, total in allocations) - (first_total - first_size)
 
 
-def _peak_rss() -> int:
-    hwm = _status_kib("VmHWM")
-    if hwm is not None:
-        return hwm * 1024
-    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is KiB on Linux, bytes on macOS
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+def tensor_bytes(tensors) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors)
 
 
-def _child_peak_rss(config: BenchConfig, name: str, queue) -> None:
-    model, mask_id, batch, optimizer = _setup(config)
-    objective = _objective(name, model, batch, mask_id, config)
-    baseline = _reset_peak_rss()
-    for i in range(max(config.warmup, 1) + 1):
-        _step(model, objective, batch, optimizer, config.seed + i)
-    peak = _peak_rss()
-    queue.put((peak, max(peak - baseline, 0) if baseline else 0))
-
-
-def _cpu_peak_rss(config: BenchConfig, name: str) -> tuple[int, int]:
-    ctx = multiprocessing.get_context("spawn")
-    queue = ctx.Queue()
-    process = ctx.Process(target=_child_peak_rss, args=(config, name, queue))
-    process.start()
-    peak, step_growth = queue.get()
-    process.join()
-    return int(peak), int(step_growth)
+def optimizer_state_tensors(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    return [v for state in optimizer.state.values() for v in state.values() if torch.is_tensor(v)]
 
 
 def flop_floor(config: BenchConfig, model) -> float:
@@ -206,26 +184,25 @@ def bench_train(config: BenchConfig) -> dict:
                 times[name].append(elapsed)
                 if on_gpu:
                     peaks[name] = max(peaks[name], torch.cuda.max_memory_allocated())
-    growth: dict[str, int] = {}
+    step_peaks: dict[str, int] = {}
     if not on_gpu and config.measure_memory:
-        measured = {name: _cpu_peak_rss(config, name) for name in objectives}
-        peaks = {name: peak for name, (peak, _) in measured.items()}
-        growth = {name: step for name, (_, step) in measured.items()}
+        resident = tensor_bytes([*model.parameters(), *optimizer_state_tensors(optimizer), *batch.values()])
+        for name, objective in objectives.items():  # one more step each, outside the timed rounds
+            step_peaks[name] = cpu_peak_allocated(lambda o=objective: _step(model, o, batch, optimizer, config.seed))
+            peaks[name] = resident + step_peaks[name]
     tokens = config.batch * config.seq_len
     results = {}
     for name in objectives:
         median = statistics.median(times[name])
         results[name] = {"step_time_s": median, "peak_mem_bytes": peaks[name], "tokens_per_s": tokens / median}
-        if name in growth:
-            results[name]["step_peak_growth_bytes"] = growth[name]
+        if name in step_peaks:
+            results[name]["step_peak_bytes"] = step_peaks[name]
     base = results.get("sft")
-    mem_key = "step_peak_growth_bytes" if growth and all(growth.values()) else "peak_mem_bytes"
     for entry in results.values():
         entry["ratio_to_sft"] = entry["step_time_s"] / base["step_time_s"] if base else None
-        entry["mem_ratio_to_sft"] = entry[mem_key] / base[mem_key] if base and base[mem_key] else None
+        entry["mem_ratio_to_sft"] = entry["peak_mem_bytes"] / base["peak_mem_bytes"] if base and base["peak_mem_bytes"] else None
     device = torch.cuda.get_device_name() if on_gpu else f"cpu ({torch.get_num_threads()} threads)"
     return {"config": asdict(config), "device": device, "torch": torch.__version__,
-            "peak_mem_kind": "cuda.max_memory_allocated" if on_gpu else
-            "process peak RSS, fresh process per objective; mem_ratio_to_sft compares step_peak_growth_bytes "
-            "(the peak above the RSS after set-up)",
+            "peak_mem_kind": "cuda.max_memory_allocated" if on_gpu else "CPU: weights + optimizer state + batch, plus the allocator's peak above them during a step "
+            "(step_peak_bytes, from profiler allocation events)",
             "flop_floor_weft_over_sft": flop_floor(config, model), "objectives": results}

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 
+import torch
 from typer.testing import CliRunner
 
-from dlmtune.bench import BenchConfig, bench_train, flop_floor
+from dlmtune.bench import BenchConfig, bench_train, build_model, cpu_peak_allocated, flop_floor
 from dlmtune.cli import app
 from dlmtune.objectives.registry import Weft
 
@@ -30,10 +31,25 @@ def test_bench_train_cli_writes_the_documented_json(tmp_path):
     assert "weft" in result.output and "time/sft" in result.output
 
 
+def test_cpu_peak_allocated_counts_live_tensors():
+    held = torch.zeros(250_000)  # 1 MB alive before and after
+
+    def step():
+        a = torch.ones(1_000_000)  # +4 MB
+        b = a * 2  # +4 MB: the peak, 8 MB above what was held
+        del a
+        return b.sum()
+
+    assert 8_000_000 <= cpu_peak_allocated(step) <= 8_000_000 + 4096  # above what was held: not `held`
+    assert held.sum() == 0
+
+
 def test_cpu_peak_memory_is_measured_per_objective():
     payload = bench_train(BenchConfig(preset="micro", objectives=("sft", "weft"), seq_len=32, batch=2, steps=1, warmup=0))
+    weights = 4 * sum(p.numel() for p in build_model(BenchConfig(preset="micro"))[0].parameters())
     for entry in payload["objectives"].values():
-        assert entry["peak_mem_bytes"] > 10 * 2**20  # a Python process with torch loaded
+        assert entry["peak_mem_bytes"] > 3 * weights  # weights, Adam's two moments, gradients, activations
+        assert 0 < entry["step_peak_bytes"] < entry["peak_mem_bytes"]
         assert entry["mem_ratio_to_sft"] > 0
 
 

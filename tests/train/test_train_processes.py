@@ -1,4 +1,5 @@
-"""Runs as users launch them, in real processes: SIGKILL then resume, and two-rank DDP on CPU (gloo)."""
+"""Runs as users launch them: SIGKILL then resume and two-rank DDP on CPU (gloo) in real processes; the
+command line's refusals in-process."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from dlmtune.cli import app
 
 CONFIG = """
 output_dir: {out}
@@ -86,14 +90,14 @@ def test_two_rank_ddp_on_cpu(tmp_path):
 
 def test_fewer_processes_than_expected_stops_with_a_message(tmp_path):
     config = write_config(tmp_path, tmp_path / "one", 2)
-    result = subprocess.run(cli(str(config), "--expected_world_size", "2"), env=env(), capture_output=True, text=True)
-    assert result.returncode == 2
-    assert "expected_world_size is 2 but this run has 1" in result.stderr
+    result = CliRunner().invoke(app, ["train", str(config), "--expected_world_size", "2"])
+    assert result.exit_code == 2
+    assert "expected_world_size is 2 but this run has 1" in result.output
 
 
 def test_cli_reports_config_errors_without_a_traceback(tmp_path):
     config = write_config(tmp_path, tmp_path / "typo", 2)
-    result = subprocess.run(cli(str(config), "--learnin_rate", "1e-4"), env=env(), capture_output=True, text=True)
-    assert result.returncode == 2
-    assert "unknown key 'learnin_rate' (did you mean 'learning_rate'?)" in result.stderr
-    assert "Traceback" not in result.stderr
+    result = CliRunner().invoke(app, ["train", str(config), "--learnin_rate", "1e-4"])
+    assert result.exit_code == 2
+    assert "unknown key 'learnin_rate' (did you mean 'learning_rate'?)" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)

@@ -120,7 +120,7 @@ def bench_train_command(
     dtype: str = typer.Option("float32", help="float32 or bfloat16."),
     vocab_size: int | None = typer.Option(None, help="Override the preset's vocabulary size."),
     memory: bool = typer.Option(True, "--memory/--no-memory", help="Measure peak memory (CPU: child processes)."),
-    chunk_size: int = typer.Option(1024, help="First-pass rows per LM-head chunk (objective.chunk_size)."),
+    chunk_size: int = typer.Option(256, help="First-pass rows per LM-head chunk (objective.chunk_size)."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the results as JSON here."),
 ) -> None:
     """Median step time, peak memory and tokens/s per objective, with ratios to sft from the same run."""

@@ -116,7 +116,7 @@ def stat_at(
     positions: Tensor,
     stat: Callable[[Tensor], Tensor],
     shift: bool = False,
-    chunk_size: int = 1024,
+    chunk_size: int = 256,
     tap_head: bool = True,
 ) -> Tensor:
     """`stat` ([n, V] logits -> [n]) of the aligned logits at `positions`, at most `chunk_size` rows of

@@ -53,7 +53,7 @@ class ObjectiveConfig:
     beta_power: float = 0.5
     t_sampling: str = "uniform"
     cart_p: float = 0.3
-    chunk_size: int = 1024
+    chunk_size: int = 256  # first-pass rows per LM-head chunk: bounds its memory below the training pass
     tap_head: bool = True  # read the LM head only at the rows the loss needs; False = full logits
     beta_refresh_every: int = 1  # weft: 1 = measure every step (the papers); K = reuse K visits; 0 = once
 

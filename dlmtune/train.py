@@ -122,7 +122,7 @@ def build_model(config: TrainConfig):
         lora = config.lora
         model = apply_lora(model, r=lora.r, alpha=lora.alpha, dropout=lora.dropout,
                            target_modules=lora.target_modules, modules_to_save=lora.modules_to_save)
-        if config.training.get("gradient_checkpointing"):
+        if config.training.get("activation_checkpointing") or config.training.get("gradient_checkpointing"):
             model.enable_input_require_grads()  # checkpointed LoRA needs a grad path through the embeddings
     return model, tokenizer, spec
 

@@ -48,7 +48,14 @@ def eval_command(
     from dlmtune.evaluate import evaluate_model, load_task_items, results_markdown
     from dlmtune.models.loading import load_model
 
+    from dlmtune.tasks import get_task
+
     task_names = _split_csv(tasks)
+    for name in task_names:
+        try:
+            get_task(name)
+        except ValueError as error:
+            raise typer.BadParameter(str(error), param_hint="--tasks") from None
     sources = _parse_pairs(data, "--data")
     unknown = set(sources) - set(task_names)
     if unknown:

@@ -7,6 +7,10 @@ Layout of an evaluation folder (everything needed to resume or audit a run):
 
 Resuming: items whose index already appears in a completions file are skipped, so a re-run with the
 same folder continues where an interrupted one stopped (a torn last line from a kill is ignored).
+OUT/completions/<task>-seed<seed>.config.json records what the completions were made with (sampler
+settings except the batch size, prompt settings, and the caller's metadata, e.g. model and adapter); a
+re-run that differs is refused instead of silently mixing, say, another model's completions into its
+results (`dlmtune eval` writes to runs/eval unless told otherwise).
 Data parallel: under `accelerate launch` each process takes every world_size-th item and writes its
 own file; the main process aggregates all files once everyone is done.
 
@@ -74,6 +78,43 @@ def _read_done(folder: Path, stem: str) -> dict[int, dict]:
     return done
 
 
+def _run_config(settings: GenerationSettings, system_prompt: str | None, shots: Sequence[dict],
+                identity: dict | None) -> dict[str, Any]:
+    """What decides a task's completions (not the batch size, which only groups items), JSON-normalised."""
+    generation = {k: v for k, v in asdict(settings).items() if k != "batch_size"}
+    config = {"generation": generation, "system_prompt": system_prompt, "shots": list(shots),
+              "identity": identity or {}}
+    return json.loads(json.dumps(config, default=str))
+
+
+def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat |= _flatten(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _check_run_config(folder: Path, stem: str, config: dict[str, Any], record: bool) -> None:
+    """Refuse if the completions of `stem` were made with another config; else (with `record`) note
+    `config` beside them when no note exists yet."""
+    path = folder / f"{stem}.config.json"
+    if path.exists():
+        previous = json.loads(path.read_text())
+        if previous != config:
+            then, now = _flatten(previous), _flatten(config)
+            changed = sorted(k for k in set(then) | set(now) if then.get(k) != now.get(k))
+            differences = "; ".join(f"{k}: {then.get(k)!r} then, {now.get(k)!r} now" for k in changed)
+            raise ValueError(
+                f"{folder}: the completions of {stem} were made with other settings ({differences}); "
+                "resuming would mix the two. Use another output folder, or delete that one to start over."
+            )
+    elif record:
+        write_json_atomic(path, config)
+
+
 def _batches(indices: Sequence[int], lengths: Sequence[int], size: int) -> Iterator[list[int]]:
     """Items grouped by prompt length so a batch wastes little padding."""
     ordered = sorted(indices, key=lambda i: lengths[i])
@@ -106,14 +147,17 @@ def _generate_batch(model, tokenizer, spec: DLMSpec, prompts: list[str], setting
 def run_task_seed(
     model, tokenizer, spec: DLMSpec, task_name: str, items: list[dict], seed: int, settings: GenerationSettings,
     out_dir: Path, *, system_prompt: str | None = None, shots: Sequence[dict] = (), rank: int = 0,
-    world_size: int = 1, progress: bool = True,
+    world_size: int = 1, progress: bool = True, identity: dict | None = None,
 ) -> float:
-    """Generate and score this rank's share of `items` not yet done; returns generation seconds."""
+    """Generate and score this rank's share of `items` not yet done; returns generation seconds.
+    `identity` (e.g. model and adapter) joins the settings that a resumed run must share (module doc)."""
     task = get_task(task_name)
     folder = out_dir / "completions"
     folder.mkdir(parents=True, exist_ok=True)
     stem = f"{task_name}-seed{seed}"
     done = _read_done(folder, stem)
+    # completions older than config notes are accepted as they are (and left without a note)
+    _check_run_config(folder, stem, _run_config(settings, system_prompt, shots, identity), record=not done)
     prompt_kwargs = {"shots": list(shots)} | ({} if system_prompt is None else {"system_prompt": system_prompt})
     prompts = [task.prompt(tokenizer, item, **prompt_kwargs) for item in items]
     todo = [i for i in range(rank, len(items), world_size) if i not in done]
@@ -180,7 +224,7 @@ def aggregate(out_dir: Path, task_items: dict[str, list[dict]], seeds: Sequence[
                 if i < len(items)
             ]
             summary = task.summarize(scores) if scores else {"accuracy": float("nan"), "n": 0}
-            summary["complete"] = len(records) >= len(items)
+            summary["complete"] = all(i in records for i in range(len(items)))
             per_seed[str(seed)] = summary
         accuracies = [s["accuracy"] for s in per_seed.values() if s["n"]]
         mean, stderr = _mean_stderr(accuracies) if accuracies else (float("nan"), float("nan"))
@@ -211,15 +255,21 @@ def evaluate_model(
     out_dir = Path(out_dir)
     model.eval()
     settings = {name: GenerationSettings.for_task(get_task(name), fast, **(generation or {})) for name in task_items}
-    timings: dict[str, float] = {}
+    shot_items: dict[str, Sequence[dict]] = {}
     for task_name, items in task_items.items():
         given = (shots_from or {}).get(task_name)
-        shot_items = given[:shots] if given else few_shot_items(task_name, shots, exclude=items) if shots else ()
+        shot_items[task_name] = given[:shots] if given else few_shot_items(task_name, shots, exclude=items) if shots else ()
+        config = _run_config(settings[task_name], system_prompt, shot_items[task_name], metadata)
+        for seed in seeds:  # refuse a mismatched resume before generating anything
+            _check_run_config(out_dir / "completions", f"{task_name}-seed{seed}", config, record=False)
+    timings: dict[str, float] = {}
+    for task_name, items in task_items.items():
         for seed in seeds:
             seconds = run_task_seed(
                 model, tokenizer, spec, task_name, items, seed, settings[task_name], out_dir,
-                system_prompt=system_prompt, shots=shot_items, rank=state.process_index,
+                system_prompt=system_prompt, shots=shot_items[task_name], rank=state.process_index,
                 world_size=state.num_processes, progress=progress and state.is_local_main_process,
+                identity=metadata,
             )
             timings[task_name] = timings.get(task_name, 0.0) + seconds
     state.wait_for_everyone()

@@ -47,7 +47,6 @@ def eval_command(
 
     from dlmtune.evaluate import evaluate_model, load_task_items, results_markdown
     from dlmtune.models.loading import load_model
-
     from dlmtune.tasks import get_task
 
     task_names = _split_csv(tasks)

@@ -1,0 +1,169 @@
+"""The papers' Figure 2 for any model: which answer tokens the model is unsure of, as WeFT sees them.
+
+Entropies come from exactly WeFT's first pass (`Objective.answer_stat` with `token_entropy`: the whole
+answer masked, no gradients), so the picture shows the importance weights a WeFT run would start
+from. Two panels: the most frequent answer tokens ranked by mean entropy, and one example with every
+token shaded by its entropy. An HTML version of the example is written beside the PNG.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from matplotlib import colormaps  # noqa: E402
+from torch import nn  # noqa: E402
+
+from dlmtune.io import write_text_atomic  # noqa: E402
+from dlmtune.models.spec import DLMSpec  # noqa: E402
+from dlmtune.objectives import Objective, token_entropy  # noqa: E402
+from dlmtune.report import save_figure  # noqa: E402
+
+COLORMAP = "viridis"
+
+
+@dataclass
+class AnswerEntropy:
+    """One example's answer: its token ids and the entropy (nats) of each with the answer fully masked."""
+
+    token_ids: list[int]
+    entropy: list[float]
+
+
+def _entropy_stat(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return token_entropy(logits)
+
+
+def answer_entropies(model: nn.Module, batches: Iterable[dict[str, torch.Tensor]], mask_id: int,
+                     shift_logits: bool = False) -> list[AnswerEntropy]:
+    """Per example (batch row), the entropies of its answer tokens (WeFT's first pass)."""
+    probe = Objective(mask_id=mask_id, shift_logits=shift_logits)
+    results = []
+    for batch in batches:
+        entropy = probe.answer_stat(model, batch, _entropy_stat)  # [B, L]
+        for row in range(entropy.shape[0]):
+            answer = batch["answer_mask"][row].bool()
+            results.append(AnswerEntropy(batch["input_ids"][row][answer].tolist(), entropy[row][answer].tolist()))
+    return results
+
+
+def example_batches(tokenizer, examples: Iterable[dict[str, str]]) -> Iterator[dict[str, torch.Tensor]]:
+    """One unpadded batch per {"prompt", "response"} example, tokenised as for training."""
+    from dlmtune.pretrain import encode
+
+    for example in examples:
+        tokens, prompt_length = encode(tokenizer, example["prompt"], example["response"])
+        ids = torch.tensor([tokens])
+        answer = torch.zeros_like(ids, dtype=torch.bool)
+        answer[0, prompt_length:] = True
+        yield {"input_ids": ids, "attention_mask": torch.ones_like(ids), "answer_mask": answer}
+
+
+def picture_for_examples(model: nn.Module, tokenizer, spec: DLMSpec, examples: list[dict[str, str]],
+                         path: str | Path, title: str, limit: int = 64) -> list[tuple[str, int, float]]:
+    """The picture for the first `limit` examples (interleaved over tasks by the caller if it wants)."""
+    records = answer_entropies(model, example_batches(tokenizer, examples[:limit]), spec.mask_token_id,
+                               spec.shift_logits)
+    return render(records, tokenizer, path, title)
+
+
+def rank_tokens(records: list[AnswerEntropy], top: int = 30) -> list[tuple[int, int, float]]:
+    """(token id, count, mean entropy) of the `top` most frequent answer tokens, highest entropy first."""
+    totals: dict[int, list[float]] = {}
+    for record in records:
+        for token, value in zip(record.token_ids, record.entropy, strict=True):
+            totals.setdefault(token, []).append(value)
+    frequent = sorted(totals.items(), key=lambda kv: (-len(kv[1]), kv[0]))[:top]
+    ranked = [(token, len(values), sum(values) / len(values)) for token, values in frequent]
+    return sorted(ranked, key=lambda r: -r[2])
+
+
+def _label(tokenizer, token_id: int) -> str:
+    text = tokenizer.decode([token_id])
+    return {"\n": "\\n", " ": "␣", "": f"<{token_id}>"}.get(text, text)
+
+
+def _shade_example(axis: plt.Axes, tokenizer, record: AnswerEntropy, vmax: float, width: int = 96) -> None:
+    """Draw the example as monospaced tokens on a character grid, each boxed in its entropy's colour."""
+    cmap = colormaps[COLORMAP]
+    x = y = 0
+    for token, value in zip(record.token_ids, record.entropy, strict=True):
+        text = tokenizer.decode([token])
+        shown = "⏎" if text == "\n" else text or "·"
+        if x + len(shown) > width:
+            x, y = 0, y + 1
+        color = cmap(min(value / vmax, 1.0))
+        ink = "white" if value / vmax > 0.6 else "black"
+        axis.text(x, -y, shown, family="monospace", fontsize=10, color=ink, va="center",
+                  bbox={"boxstyle": "square,pad=0.15", "facecolor": color, "edgecolor": "none"})
+        x += len(shown)
+        if text == "\n":
+            x, y = 0, y + 1
+    axis.set_xlim(-1, width + 1)
+    axis.set_ylim(-y - 1, 1)
+    axis.axis("off")
+
+
+def example_html(tokenizer, record: AnswerEntropy, vmax: float) -> str:
+    """The example as HTML spans shaded by entropy (hover shows the value)."""
+    cmap = colormaps[COLORMAP]
+    spans = []
+    for token, value in zip(record.token_ids, record.entropy, strict=True):
+        r, g, b, _ = cmap(min(value / vmax, 1.0))
+        ink = "white" if value / vmax > 0.6 else "black"
+        text = html.escape(tokenizer.decode([token])).replace("\n", "⏎<br>")
+        spans.append(f'<span title="{value:.3f} nats" style="background:rgb({r * 255:.0f},{g * 255:.0f},'
+                     f'{b * 255:.0f});color:{ink}">{text}</span>')
+    return ("<!doctype html><meta charset='utf-8'><title>answer entropy</title>"
+            "<p>Each answer token shaded by its entropy with the whole answer masked (WeFT's first pass).</p>"
+            f"<pre style='font-size:15px'>{''.join(spans)}</pre>\n")
+
+
+def render(records: list[AnswerEntropy], tokenizer, path: str | Path, title: str, top: int = 30,
+           example: int = 0) -> list[tuple[str, int, float]]:
+    """Write the PNG (ranking + shaded example) and the example's HTML; returns the ranking with labels."""
+    ranked = rank_tokens(records, top)
+    vmax = max(max(r.entropy) for r in records) or 1.0
+    fig, (ranking, shaded) = plt.subplots(2, 1, figsize=(11, 10),
+                                          gridspec_kw={"height_ratios": [1, 1.3], "hspace": 0.5})
+    labels = [_label(tokenizer, token) for token, _, _ in ranked]
+    values = [mean for _, _, mean in ranked]
+    ranking.bar(range(len(ranked)), values, color=[colormaps[COLORMAP](v / vmax) for v in values])
+    ranking.set_xticks(range(len(ranked)), labels, family="monospace", rotation=90)
+    ranking.set_ylabel("mean entropy (nats)")
+    ranking.set_title(f"{title}: the {len(ranked)} most frequent answer tokens, by mean entropy (answer fully masked)")
+    _shade_example(shaded, tokenizer, records[example], vmax)
+    shaded.set_title("one example, each token shaded by its entropy (dark = certain, bright = uncertain)")
+    fig.colorbar(plt.cm.ScalarMappable(cmap=COLORMAP, norm=plt.Normalize(0, vmax)), ax=shaded,
+                 orientation="horizontal", fraction=0.05, label="entropy (nats)")
+    path = Path(path)
+    save_figure(fig, path)
+    write_text_atomic(path.with_suffix(".html"), example_html(tokenizer, records[example], vmax))
+    return [(label, count, mean) for label, (_, count, mean) in zip(labels, ranked, strict=True)]
+
+
+def entropy_command(model_name: str, data: str, out: str | Path, limit: int = 64) -> list[tuple[str, int, float]]:
+    """`dlmtune entropy`: load the model and the examples, measure, render."""
+    import json
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from dlmtune.models.spec import describe
+    from dlmtune.synthetic import sft_examples
+
+    tokenizer = AutoTokenizer.from_pretrained(model_name)
+    model = AutoModelForCausalLM.from_pretrained(model_name).eval()
+    spec = describe(model.config, tokenizer, source=model_name)
+    if Path(data).is_file():
+        lines = Path(data).read_text().splitlines()
+        examples = [json.loads(line) for line in lines if line.strip()][:limit]
+    else:
+        examples = sft_examples(data, limit, seed=0, split="val")
+    return picture_for_examples(model, tokenizer, spec, examples, out, title=Path(model_name).name, limit=limit)

@@ -28,10 +28,10 @@ from typing import Any
 
 import torch
 from tqdm.auto import tqdm
-from transformers import AutoTokenizer, LlamaForCausalLM
 
 from dlmtune.io import write_json_atomic
-from dlmtune.models.spec import DLMSpec, describe
+from dlmtune.models.loading import load_model
+from dlmtune.models.spec import DLMSpec
 from dlmtune.pretrain import DEMO_DATA_SEED, TrainArgs, encode, ensure_base, train_model
 from dlmtune.synthetic import make_splits, sft_examples
 from dlmtune.synthetic.splits import DEFAULT_N_TEST, DEFAULT_N_VAL
@@ -115,9 +115,7 @@ def generation_settings(config: DemoConfig, task: str) -> dict[str, Any]:
 
 
 def load_base(folder: Path) -> tuple[Any, Any, DLMSpec]:
-    model = LlamaForCausalLM.from_pretrained(folder).eval()
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    return model, tokenizer, describe(model.config, tokenizer, source=str(folder))
+    return load_model(str(folder))
 
 
 Report = Callable[[str, float], None]  # (run name, work units done since the last call)

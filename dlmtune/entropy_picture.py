@@ -153,14 +153,10 @@ def entropy_command(model_name: str, data: str, out: str | Path, limit: int = 64
     """`dlmtune entropy`: load the model and the examples, measure, render."""
     import json
 
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from dlmtune.models.spec import describe
+    from dlmtune.models.loading import load_model
     from dlmtune.synthetic import sft_examples
 
-    tokenizer = AutoTokenizer.from_pretrained(model_name)
-    model = AutoModelForCausalLM.from_pretrained(model_name).eval()
-    spec = describe(model.config, tokenizer, source=model_name)
+    model, tokenizer, spec = load_model(model_name)
     if Path(data).is_file():
         lines = Path(data).read_text().splitlines()
         examples = [json.loads(line) for line in lines if line.strip()][:limit]

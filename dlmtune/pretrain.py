@@ -22,6 +22,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -30,6 +31,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from dlmtune.data import DiffusionDataCollator, encode_example
 from dlmtune.io import write_json_atomic
 from dlmtune.models.presets import build_preset_model
 from dlmtune.objectives import ObjectiveConfig, get_objective
@@ -192,13 +194,8 @@ class PretrainConfig:
 
 def encode(tokenizer, prompt: str, response: str) -> tuple[list[int], int]:
     """Token ids of chat-rendered prompt + response + EOS, and the prompt's length ("" = no prompt)."""
-    prompt_ids = []
-    if prompt:
-        text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                             add_generation_prompt=True)
-        prompt_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    response_ids = tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-    return prompt_ids + response_ids, len(prompt_ids)
+    messages = [{"role": "user", "content": prompt}] if prompt else None
+    return encode_example(tokenizer, messages, response, max_length=sys.maxsize)
 
 
 def render_chat(tokenizer, doc: dict[str, str]) -> str:
@@ -213,15 +210,9 @@ def length_grouped_batches(sequences: list[tuple[list[int], int]], batch_size: i
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i][0]) + 8 * rng.random())
     chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     rng.shuffle(chunks)
+    collate = DiffusionDataCollator(pad_token_id=pad_id)
     for chunk in chunks:
-        width = max(len(sequences[i][0]) for i in chunk)
-        ids = torch.full((len(chunk), width), pad_id)
-        answer = torch.zeros(len(chunk), width, dtype=torch.bool)
-        for row, i in enumerate(chunk):
-            tokens, prompt_length = sequences[i]
-            ids[row, : len(tokens)] = torch.tensor(tokens)
-            answer[row, prompt_length:] = True
-        yield {"input_ids": ids, "attention_mask": torch.ones_like(ids), "answer_mask": answer}
+        yield collate([{"input_ids": sequences[i][0], "prompt_length": sequences[i][1]} for i in chunk])
 
 
 @dataclass(frozen=True)

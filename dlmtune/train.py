@@ -127,16 +127,15 @@ def build_model(config: TrainConfig):
     return model, tokenizer, spec
 
 
-def precompute_gift_star(trainer: DiffusionTrainer, dataset, collator, model_name: str) -> None:
+def precompute_gift_star(trainer: DiffusionTrainer, dataset, collator, fingerprint: str, model_name: str) -> None:
     """GIFT*: the initial model's entropies for every example, once, kept in OUTPUT_DIR and reused by
     later runs (and resumes) on the same data set and model."""
     objective, args = trainer.objective, trainer.args
     path = Path(args.output_dir) / GIFT_STAR_CACHE
-    key = {"fingerprint": str(dataset._fingerprint), "model": model_name}
+    key = {"fingerprint": str(fingerprint), "model": model_name}
     with args.main_process_first(desc="gift-star entropies"):
         if path.exists() and cache_metadata(path) == key:
-            objective.cache.load(path)
-            objective._precomputed = True
+            objective.load_precomputed(path)
             return
         loader = DataLoader(dataset, batch_size=args.per_device_eval_batch_size, collate_fn=collator)
         model = trainer.model.to(args.device)
@@ -162,7 +161,7 @@ def run_training(config: TrainConfig) -> dict[str, Any]:
         logger.info("model %s (%s): %d trainable parameters; objective %s", config.model.name_or_path,
                     spec.family, trainable, config.objective_name)
     if isinstance(objective, GiftStar):
-        precompute_gift_star(trainer, dataset, collator, config.model.name_or_path)
+        precompute_gift_star(trainer, dataset, collator, data_report["fingerprint"], config.model.name_or_path)
     result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     trainer.save_model()
     summary = {

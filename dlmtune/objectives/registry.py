@@ -288,6 +288,11 @@ class GiftStar(Weft):
             self.cache.store(ids, self.measure_entropy(model, batch), batch["answer_mask"])
         self._frozen, self._precomputed = None, True
 
+    def load_precomputed(self, path) -> None:
+        """Entropies saved by an earlier `precompute` on the same data and initial model."""
+        self.cache.load(path)
+        self._precomputed = True
+
 
 class SftSw(Weft):
     """Ablation "SW" (papers/002 Table 4): SFT's uniform t and 1/t, loss weighted by sqrt(H) / mean."""

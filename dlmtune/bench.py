@@ -6,7 +6,7 @@ cost does not depend on them. Peak memory is `torch.cuda.max_memory_allocated` p
 on the CPU the tensor allocator's peak over one extra step per objective (`cpu_peak_allocated`), both
 counting weights, gradients and optimizer state as they stand.
 
-Besides the registered objectives the benchmark knows two variants (`VARIANTS`): `sft-full-logits`, the
+Besides the registered objectives the benchmark runs the two variants of `objectives.VARIANTS`: `sft-full-logits`, the
 same SFT loss computed the straightforward way (full [B, L, V] logits, then select), which the optimised
 `sft` must not lose to; and `weft-k4`, weft with `beta_refresh_every: 4` in its steady state (the batch
 is revisited every step, so entropies are measured on one step in four). `gift-star` is measured as
@@ -26,10 +26,6 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from dlmtune.objectives.registry import GiftStar, ObjectiveConfig, get_objective
 
-VARIANTS: dict[str, tuple[str, dict]] = {
-    "sft-full-logits": ("sft", {"tap_head": False}),
-    "weft-k4": ("weft", {"beta_refresh_every": 4}),
-}
 LLADA_8B_SHAPE = {"hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32,
                   "intermediate_size": 12288, "vocab_size": 126464, "mask_token_id": 126336}
 
@@ -93,9 +89,7 @@ def make_batch(config: BenchConfig, vocab_size: int, mask_id: int, device: torch
 
 def _objective(name: str, model, batch, mask_id: int, config: BenchConfig):
     """The objective `name` (or variant) ready to step; gift-star with its entropies precomputed."""
-    base, options = VARIANTS.get(name, (name, {}))
-    objective = get_objective(base, ObjectiveConfig(chunk_size=config.chunk_size, **options),
-                              mask_id=mask_id)
+    objective = get_objective(name, ObjectiveConfig(chunk_size=config.chunk_size), mask_id=mask_id)
     if isinstance(objective, GiftStar):
         objective.precompute(model, [batch])
     return objective

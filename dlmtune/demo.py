@@ -118,7 +118,9 @@ def load_base(folder: Path) -> tuple[Any, Any, DLMSpec]:
     return load_model(str(folder))
 
 
-Report = Callable[[str, float], None]  # (run name, work units done since the last call)
+Report = Callable[[str, float], None]
+# Steady-state no-grad first passes per training step, for the progress estimate (weft and its ablations: 1)
+FIRST_PASSES_PER_STEP = {"base": 0.0, "sft": 0.0, "cart": 0.0, "sft-full-logits": 0.0, "weft-k4": 0.25, "gift-star": 0.0}  # (run name, work units done since the last call)
 
 
 def finetune(base_dir: Path, train: list[dict[str, str]], objective: str, seed: int, config: DemoConfig,
@@ -194,7 +196,8 @@ def work_units(config: DemoConfig, test: dict[str, list[dict]], objective: str) 
     """Rough cost of a run's parts in token-forwards (a training step's backward counted as two forwards,
     WeFT's extra pass as one more), so one progress bar can move evenly over training and evaluation."""
     tokens = {"sudoku": 160, "countdown": 70}  # mean SFT example length, prompt + response
-    step = config.batch_size * sum(tokens.values()) / 2 * (3 if objective in ("base", "sft") else 4)
+    first_pass = FIRST_PASSES_PER_STEP.get(objective, 1.0)
+    step = config.batch_size * sum(tokens.values()) / 2 * (3 + first_pass)
     units = {"step": step if objective != "base" else 0.0}
     for task in test:
         prompt = tokens[task] - config.gen_length[task] // 2

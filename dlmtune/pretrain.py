@@ -206,13 +206,16 @@ def render_chat(tokenizer, doc: dict[str, str]) -> str:
 
 def length_grouped_batches(sequences: list[tuple[list[int], int]], batch_size: int, pad_id: int,
                            rng: random.Random) -> Iterator[dict[str, torch.Tensor]]:
-    """One epoch of batches of similar length, in random order; EOS-padded, padding counted as answer."""
+    """One epoch of batches of similar length, in random order; EOS-padded, padding counted as answer. Each
+    row carries its index in `sequences` as `example_id`: the key of the entropy caches of `weft-k4` and
+    `gift-star`."""
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i][0]) + 8 * rng.random())
     chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     rng.shuffle(chunks)
     collate = DiffusionDataCollator(pad_token_id=pad_id)
     for chunk in chunks:
-        yield collate([{"input_ids": sequences[i][0], "prompt_length": sequences[i][1]} for i in chunk])
+        yield collate([{"input_ids": sequences[i][0], "prompt_length": sequences[i][1], "example_id": i}
+                       for i in chunk])
 
 
 @dataclass(frozen=True)

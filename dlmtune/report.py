@@ -177,6 +177,15 @@ def plot_report(runs: list[dict[str, Any]], summary: dict[str, Any], chance: dic
     save_figure(fig, path)
 
 
+def training_time_ratios(summary: dict[str, Any]) -> dict[str, float]:
+    """Mean training seconds of each fine-tuned objective over sft's (same demo, same machine load)."""
+    sft = summary.get("sft")
+    if not sft or not sft.get("train_seconds"):
+        return {}
+    return {name: s["train_seconds"] / sft["train_seconds"] for name, s in summary.items()
+            if name not in ("sft", "base") and s.get("train_seconds")}
+
+
 def write_report(out_dir: str | Path, tasks: Sequence[str], chance: dict[str, float], settings: dict[str, Any],
                  extra_sections: Sequence[str] = ()) -> dict[str, Any]:
     """Build report.md, report.png and report.json in `out_dir` from the files in `out_dir/runs`."""
@@ -184,10 +193,8 @@ def write_report(out_dir: str | Path, tasks: Sequence[str], chance: dict[str, fl
     runs = load_runs(out_dir / "runs")
     summary = summarize(runs, tasks)
     plot_report(runs, summary, chance, tasks, out_dir / "report.png")
-    sft, weft = summary.get("sft"), summary.get("weft")
-    ratio = None
-    if sft and weft and sft["train_seconds"] and weft["train_seconds"]:
-        ratio = weft["train_seconds"] / sft["train_seconds"]
+    time_over_sft = training_time_ratios(summary)
+    ratio = time_over_sft.get("weft")
     table = accuracy_table(summary, chance, tasks)
     per_run = ["| run | " + " | ".join(tasks) + " | train s | eval s |", "|---|" + "---|" * (len(tasks) + 2)]
     for run in runs:
@@ -200,6 +207,8 @@ def write_report(out_dir: str | Path, tasks: Sequence[str], chance: dict[str, fl
         "(correct empty cells / all empty cells); chance is described under Settings.", "",
         table,
         f"WeFT/SFT training time ratio: {ratio:.2f}" if ratio else "WeFT/SFT training time ratio: n/a", "",
+        *(["Training time relative to sft: " + ", ".join(f"{name} {value:.2f}" for name, value in time_over_sft.items()),
+           ""] if set(time_over_sft) - {"weft"} else []),
         "## What this run shows", "", *[f"- {line}" for line in verdicts(summary, chance, tasks)], "",
         "![accuracy and loss curves](report.png)", "",
         "## Runs", "", *per_run, "",
@@ -207,6 +216,7 @@ def write_report(out_dir: str | Path, tasks: Sequence[str], chance: dict[str, fl
         "## Settings", "", "```json", json.dumps(settings, indent=2), "```", "",
     ]
     write_text_atomic(out_dir / "report.md", "\n".join(sections))
-    payload = {"tasks": list(tasks), "chance": chance, "summary": summary, "weft_over_sft_time": ratio}
+    payload = {"tasks": list(tasks), "chance": chance, "summary": summary, "weft_over_sft_time": ratio,
+               "time_over_sft": time_over_sft}
     write_json_atomic(out_dir / "report.json", payload)
     return payload | {"table": table}

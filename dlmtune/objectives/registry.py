@@ -20,7 +20,8 @@ from __future__ import annotations
 import contextlib
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -323,14 +324,24 @@ OBJECTIVES: dict[str, type[Objective]] = {
     cls.name: cls for cls in (Objective, Weft, WeftEntropy, WeftNll, GiftStar, SftSw, Cart)
 }
 ALIASES = {"gift": "weft", "gift*": "gift-star", "weft-sw": "sft-sw"}
+# Named settings of a registered objective, for comparisons that run several side by side (`dlmtune bench
+# train`, `dlmtune demo`): the plain full-logits loss `sft` must not lose to, and weft's amortised form.
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "sft-full-logits": ("sft", {"tap_head": False}),
+    "weft-k4": ("weft", {"beta_refresh_every": 4}),
+}
 
 
 def get_objective(
     name: str, config: ObjectiveConfig | None = None, *, mask_id: int, shift_logits: bool = False
 ) -> Objective:
-    """Build a registered objective by name (aliases: gift = weft, gift* = gift-star)."""
+    """Build a registered objective by name (aliases: gift = weft, gift* = gift-star; a `VARIANTS` name
+    is its objective with the variant's settings over `config`)."""
+    if name in VARIANTS:
+        name, settings = VARIANTS[name]
+        config = replace(config or ObjectiveConfig(), **settings)
     key = ALIASES.get(name, name)
     if key not in OBJECTIVES:
-        known = ", ".join(sorted([*OBJECTIVES, *ALIASES]))
+        known = ", ".join(sorted([*OBJECTIVES, *ALIASES, *VARIANTS]))
         raise ValueError(f"unknown objective {name!r}; known objectives: {known}")
     return OBJECTIVES[key](config, mask_id=mask_id, shift_logits=shift_logits)

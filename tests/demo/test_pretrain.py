@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import torch
@@ -74,3 +75,25 @@ def test_shortened_recipe_runs(tmp_path):
     assert (out / "model.safetensors").exists()
     record = json.loads((out / "pretrain.json").read_text())
     assert record["trainer_arguments"]["max_steps"] == 3 and record["loss_curve"][-1][0] == 3
+
+
+def test_amortised_objectives_measure_entropies_less_often(micro_model, tokenizer, monkeypatch):
+    """8 examples, batch 4, 8 steps = 4 visits each: weft measures every visit, weft-k4 the first one only
+    (its cache goes stale after 4), gift-star once per example against the frozen initial weights."""
+    from dlmtune.objectives.registry import Weft
+    from dlmtune.pretrain import encode, train_model
+
+    measured = []
+    original = Weft.measure_entropy
+    monkeypatch.setattr(Weft, "measure_entropy",
+                        lambda self, model, batch: measured.append(len(batch["input_ids"])) or original(self, model, batch))
+    sequences = [encode(tokenizer, f"Numbers: [{i}, 2, 3]", f"{i}+2=x") for i in range(8)]
+    args = TrainArgs(max_steps=8, per_device_train_batch_size=4, learning_rate=1e-3)
+    counts = {}
+    for objective in ("weft", "weft-k4", "gift-star"):
+        measured.clear()
+        model = copy.deepcopy(micro_model)
+        train_model(model, sequences, args, objective=objective, mask_id=tokenizer.mask_token_id,
+                    pad_id=tokenizer.eos_token_id, progress=False)
+        counts[objective] = sum(measured)
+    assert counts == {"weft": 32, "weft-k4": 8, "gift-star": 8}

@@ -49,6 +49,8 @@ def test_report_table_comes_from_the_run_files(tmp_path):
     assert f"| sft | 3 | 60.0 [{100 * (0.6 - half):.1f}, {100 * (0.6 + half):.1f}] | 10.0 |" in report["table"]
     assert "| base | - | 20.0 | - |" in report["table"]
     assert report["weft_over_sft_time"] == pytest.approx(1.3)
+    assert report["time_over_sft"] == pytest.approx({"weft": 1.3})
+    assert "relative to sft" not in (tmp_path / "report.md").read_text()  # one ratio: said once
     assert (tmp_path / "report.png").stat().st_size > 0
     assert report["table"] in (tmp_path / "report.md").read_text()
 

@@ -92,6 +92,9 @@ def test_registry_names_and_config_validation():
     assert get_objective("weft", mask_id=1).normalize == "token"
     with pytest.raises(ValueError, match="known objectives"):
         get_objective("weft2", mask_id=1)
+    k4 = get_objective("weft-k4", ObjectiveConfig(eps=0.01), mask_id=1)  # a variant: its settings over the caller's
+    assert type(k4) is OBJECTIVES["weft"] and k4.config.beta_refresh_every == 4 and k4.config.eps == 0.01
+    assert k4.cache is not None and get_objective("sft-full-logits", mask_id=1).config.tap_head is False
     for bad in ({"normalize": "batch"}, {"t_sampling": "sobol"}, {"eps": 0.0}, {"eps": 1.0},
                 {"beta_power": 0.0}, {"beta_refresh_every": -1}):
         with pytest.raises(ValueError):

@@ -167,7 +167,8 @@ def pretrain_command(
 
 @app.command("demo")
 def demo_command(
-    objectives: str = typer.Option("sft,weft", help="Comma-separated objectives to compare (any registered one, weft-k4 = weft re-measuring entropies every 4th visit, gift-star)."),
+    objectives: str = typer.Option(
+        "sft,weft", help="Comma-separated objectives to compare: any registered one or variant (weft-k4, gift-star)."),
     seeds: int | None = typer.Option(None, help="Training seeds per objective (default 3, --quick 1)."),
     quick: bool = typer.Option(False, "--quick", help="The short version: one seed, fewer steps and items."),
     out: Path = typer.Option(Path("runs/demo"), help="Output folder (re-running resumes)."),

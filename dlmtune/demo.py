@@ -120,7 +120,8 @@ def load_base(folder: Path) -> tuple[Any, Any, DLMSpec]:
 
 Report = Callable[[str, float], None]
 # Steady-state no-grad first passes per training step, for the progress estimate (weft and its ablations: 1)
-FIRST_PASSES_PER_STEP = {"base": 0.0, "sft": 0.0, "cart": 0.0, "sft-full-logits": 0.0, "weft-k4": 0.25, "gift-star": 0.0}  # (run name, work units done since the last call)
+FIRST_PASSES_PER_STEP = {"base": 0.0, "sft": 0.0, "cart": 0.0, "sft-full-logits": 0.0, "weft-k4": 0.25,
+                         "gift-star": 0.0}  # (run name, work units done since the last call)
 
 
 def finetune(base_dir: Path, train: list[dict[str, str]], objective: str, seed: int, config: DemoConfig,

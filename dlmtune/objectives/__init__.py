@@ -14,6 +14,7 @@ from dlmtune.objectives.masking import (
 )
 from dlmtune.objectives.registry import (
     OBJECTIVES,
+    VARIANTS,
     Objective,
     ObjectiveConfig,
     ObjectiveOutput,
@@ -24,6 +25,7 @@ from dlmtune.objectives.weights import cart_weights, entropy_beta, nll_beta, sw_
 __all__ = [
     "NORMALIZATIONS",
     "OBJECTIVES",
+    "VARIANTS",
     "Objective",
     "ObjectiveConfig",
     "ObjectiveOutput",

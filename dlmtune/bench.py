@@ -6,10 +6,10 @@ cost does not depend on them. Peak memory is `torch.cuda.max_memory_allocated` p
 on the CPU the tensor allocator's peak over one extra step per objective (`cpu_peak_allocated`), both
 counting weights, gradients and optimizer state as they stand.
 
-Besides the registered objectives the benchmark runs the two variants of `objectives.VARIANTS`: `sft-full-logits`, the
-same SFT loss computed the straightforward way (full [B, L, V] logits, then select), which the optimised
-`sft` must not lose to; and `weft-k4`, weft with `beta_refresh_every: 4` in its steady state (the batch
-is revisited every step, so entropies are measured on one step in four). `gift-star` is measured as
+Besides the registered objectives the benchmark runs the two variants of `objectives.VARIANTS`:
+`sft-full-logits`, the same SFT loss computed the straightforward way (full [B, L, V] logits, then
+select), which the optimised `sft` must not lose to; and `weft-k4`, weft with `beta_refresh_every: 4` in
+its steady state (the batch is revisited every step, so entropies are measured on one step in four). `gift-star` is measured as
 training runs it: its reference entropies are precomputed before the first timed step.
 """
 

@@ -190,14 +190,20 @@ def demo_command(
 @app.command("entropy")
 def entropy_command(
     model: str = typer.Option(..., help="Model folder (or Hub id) with a mask token."),
-    data: str = typer.Option(..., help="JSONL of {prompt, response}, or a generated task: sudoku, countdown."),
+    data: str = typer.Option(..., help="A generated task (sudoku, countdown) or any data source train reads."),
     out: Path = typer.Option(Path("entropy.png"), help="PNG to write (an .html of the example goes beside it)."),
     limit: int = typer.Option(64, help="Examples to measure."),
 ) -> None:
     """The papers' Figure 2: answer tokens ranked by entropy under the model, and one shaded example."""
+    from dlmtune.data import DataError
     from dlmtune.entropy_picture import entropy_command as run
 
-    for label, count, mean in run(model, data, out, limit):
+    try:
+        ranking = run(model, data, out, limit)
+    except DataError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    for label, count, mean in ranking:
         typer.echo(f"{label!s:>14} {count:>6} {mean:.3f}")
     typer.echo(f"picture: {out} and {out.with_suffix('.html')}")
 

@@ -9,6 +9,7 @@ token shaded by its entropy. An HTML version of the example is written beside th
 from __future__ import annotations
 
 import html
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ from torch import nn  # noqa: E402
 
 from dlmtune.io import write_text_atomic  # noqa: E402
 from dlmtune.models.spec import DLMSpec  # noqa: E402
-from dlmtune.objectives import Objective, token_entropy  # noqa: E402
+from dlmtune.objectives import get_objective  # noqa: E402
 from dlmtune.report import save_figure  # noqa: E402
 
 COLORMAP = "viridis"
@@ -37,41 +38,43 @@ class AnswerEntropy:
     entropy: list[float]
 
 
-def _entropy_stat(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    return token_entropy(logits)
-
-
 def answer_entropies(model: nn.Module, batches: Iterable[dict[str, torch.Tensor]], mask_id: int,
                      shift_logits: bool = False) -> list[AnswerEntropy]:
-    """Per example (batch row), the entropies of its answer tokens (WeFT's first pass)."""
-    probe = Objective(mask_id=mask_id, shift_logits=shift_logits)
+    """Per example (batch row), the entropies of its answer tokens: `weft`'s own first pass."""
+    first_pass = get_objective("weft", mask_id=mask_id, shift_logits=shift_logits)
     results = []
     for batch in batches:
-        entropy = probe.answer_stat(model, batch, _entropy_stat)  # [B, L]
+        entropy = first_pass.measure_entropy(model, batch)  # [B, L]
         for row in range(entropy.shape[0]):
             answer = batch["answer_mask"][row].bool()
             results.append(AnswerEntropy(batch["input_ids"][row][answer].tolist(), entropy[row][answer].tolist()))
     return results
 
 
-def example_batches(tokenizer, examples: Iterable[dict[str, str]]) -> Iterator[dict[str, torch.Tensor]]:
-    """One unpadded batch per {"prompt", "response"} example, tokenised as for training."""
-    from dlmtune.pretrain import encode
-
-    for example in examples:
-        tokens, prompt_length = encode(tokenizer, example["prompt"], example["response"])
+def sequence_batches(sequences: Iterable[tuple[list[int], int]]) -> Iterator[dict[str, torch.Tensor]]:
+    """One unpadded batch per encoded example (token ids, prompt length)."""
+    for tokens, prompt_length in sequences:
         ids = torch.tensor([tokens])
         answer = torch.zeros_like(ids, dtype=torch.bool)
         answer[0, prompt_length:] = True
         yield {"input_ids": ids, "attention_mask": torch.ones_like(ids), "answer_mask": answer}
 
 
+def picture_for_sequences(model: nn.Module, tokenizer, spec: DLMSpec, sequences: list[tuple[list[int], int]],
+                          path: str | Path, title: str) -> list[tuple[str, int, float]]:
+    """The picture for encoded examples (token ids, prompt length), tokenised as for training."""
+    records = answer_entropies(model, sequence_batches(sequences), spec.mask_token_id, spec.shift_logits)
+    return render(records, tokenizer, path, title)
+
+
 def picture_for_examples(model: nn.Module, tokenizer, spec: DLMSpec, examples: list[dict[str, str]],
                          path: str | Path, title: str, limit: int = 64) -> list[tuple[str, int, float]]:
-    """The picture for the first `limit` examples (interleaved over tasks by the caller if it wants)."""
-    records = answer_entropies(model, example_batches(tokenizer, examples[:limit]), spec.mask_token_id,
-                               spec.shift_logits)
-    return render(records, tokenizer, path, title)
+    """The picture for the first `limit` {"prompt", "response"} examples (interleaved over tasks by the
+    caller if it wants)."""
+    from dlmtune.pretrain import encode
+
+    sequences = [encode(tokenizer, ex["prompt"], ex["response"]) for ex in examples[:limit]]
+    return picture_for_sequences(model, tokenizer, spec, sequences, path, title)
 
 
 def rank_tokens(records: list[AnswerEntropy], top: int = 30) -> list[tuple[int, int, float]]:
@@ -150,16 +153,21 @@ def render(records: list[AnswerEntropy], tokenizer, path: str | Path, title: str
 
 
 def entropy_command(model_name: str, data: str, out: str | Path, limit: int = 64) -> list[tuple[str, int, float]]:
-    """`dlmtune entropy`: load the model and the examples, measure, render."""
-    import json
-
+    """`dlmtune entropy`: load the model and the examples, measure, render. `data` is a generated task's name
+    (its validation split) or any source `dlmtune train` reads (file, folder, Hub id), read the same way."""
+    from dlmtune.data import DataConfig, encode_example, load_records
+    from dlmtune.data.sft import example_parts
     from dlmtune.models.loading import load_model
     from dlmtune.synthetic import sft_examples
+    from dlmtune.synthetic.splits import GENERATORS
 
+    title = Path(model_name).name
+    if data in GENERATORS:
+        model, tokenizer, spec = load_model(model_name)
+        return picture_for_examples(model, tokenizer, spec, sft_examples(data, limit, seed=0, split="val"), out,
+                                    title=title, limit=limit)
+    config = DataConfig(source=data, limit=limit)
+    parts = [example_parts(record, config) for record in load_records(config)]  # bad data fails before loading
     model, tokenizer, spec = load_model(model_name)
-    if Path(data).is_file():
-        lines = Path(data).read_text().splitlines()
-        examples = [json.loads(line) for line in lines if line.strip()][:limit]
-    else:
-        examples = sft_examples(data, limit, seed=0, split="val")
-    return picture_for_examples(model, tokenizer, spec, examples, out, title=Path(model_name).name, limit=limit)
+    sequences = [encode_example(tokenizer, messages, response, max_length=sys.maxsize) for messages, response in parts]
+    return picture_for_sequences(model, tokenizer, spec, sequences, out, title=title)

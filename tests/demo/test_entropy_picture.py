@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from dlmtune.entropy_picture import AnswerEntropy, picture_for_examples, rank_tokens
@@ -22,3 +24,23 @@ def test_picture_files(tmp_path, tokenizer, micro_model):
     assert (tmp_path / "e.png").stat().st_size > 0
     assert "nats" in (tmp_path / "e.html").read_text()
     assert ranking and all(mean >= 0 for _, _, mean in ranking)
+
+
+def test_entropy_command_reads_files_as_training_does(tmp_path, tokenizer, micro_model):
+    """A file source gives the same picture as the same pairs passed in directly; a bad record is named by
+    file and line before the model loads."""
+    from dlmtune.data import DataError
+    from dlmtune.entropy_picture import entropy_command
+
+    micro_model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    examples = [{"prompt": f"Numbers: [{i}, 2, 3]", "response": f"{i}+2={i + 2}"} for i in range(3)]
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(ex) + "\n" for ex in examples))
+    from_file = entropy_command(str(tmp_path / "model"), str(data), tmp_path / "file.png")
+    spec = describe(micro_model.config, tokenizer)
+    direct = picture_for_examples(micro_model, tokenizer, spec, examples, tmp_path / "direct.png", title="micro")
+    assert from_file == direct
+    data.write_text(json.dumps(examples[0]) + "\n" + json.dumps({"prompt": "no answer"}) + "\n")
+    with pytest.raises(DataError, match=r"pairs\.jsonl:2 .*missing field 'response'"):
+        entropy_command(str(tmp_path / "missing-model"), str(data), tmp_path / "bad.png")

@@ -2,6 +2,11 @@
 
 They are plain transformers Llama models with `is_causal=False`, so peft, accelerate, gradient
 checkpointing, KV caches and `save_pretrained` all work natively, with no remote code.
+
+Weights start at std 1/sqrt(hidden_size) instead of Llama's 0.02, which is tuned for widths in the
+thousands. At width 128 it leaves attention almost uniform: trained with the SFT loss to copy three
+two-digit numbers from the prompt, the tiny preset got no copy exactly right after 600 steps at 0.02,
+against 76% after 300 steps at 1/sqrt(128) = 0.088 (3% at 0.06; measured while building the demo).
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ def preset_config(name: str, tokenizer: PreTrainedTokenizerBase, vocab_size: int
         num_key_value_heads=p.num_attention_heads,
         max_position_embeddings=p.max_position_embeddings,
         rope_theta=10000.0,
+        initializer_range=p.hidden_size**-0.5,
         is_causal=False,
         tie_word_embeddings=False,
         bos_token_id=None,

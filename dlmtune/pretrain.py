@@ -10,9 +10,9 @@ the tasks use:
   Countdown search, but with no target, so nothing to search for;
 - forward evaluation of small expressions, step by step, with the value boxed: the inverse of
   Countdown (which searches for the expression that reaches a value);
-- complete 4x4 Sudoku grids, row by row then as 16 digits: what a valid answer looks like;
-- reading a partly filled grid: its given cells as `r<row>c<col>=<digit>`, the coordinates of Sudoku
-  traces, without ever deducing an empty cell.
+- for a partly filled 4x4 grid, the digits each empty cell's row, column and box leave open, one line
+  per digit laid out like the grid (the layout of Sudoku traces), counting but never filling a cell;
+- merging a partly filled grid with digits handed over for its empty cells: the answer's layout.
 
 No document pairs a Sudoku puzzle with its solution or a Countdown target with an expression.
 """
@@ -37,7 +37,7 @@ from dlmtune.models.presets import build_preset_model
 from dlmtune.objectives import ObjectiveConfig, get_objective
 from dlmtune.synthetic.countdown import NUMBER_RANGE, TARGET_RANGE, problem_key
 from dlmtune.synthetic.countdown import _solutions as countdown_solutions
-from dlmtune.synthetic.sudoku import EMPTY, SIZE, candidates
+from dlmtune.synthetic.sudoku import DIGITS, EMPTY, SIZE, candidates
 from dlmtune.synthetic.sudoku import _random_grid as random_grid
 from dlmtune.tasks.base import boxed, format_response
 from dlmtune.tokenizer import build_tokenizer
@@ -98,39 +98,32 @@ def _partial_grid(rng: random.Random, low: int, high: int) -> tuple[str, str]:
     return solution, "".join(d if i in keep else EMPTY for i, d in enumerate(solution))
 
 
-def reading_document(rng: random.Random) -> dict[str, str]:
-    """A partly filled grid and its given cells listed by the coordinates of Sudoku traces."""
-    _, grid = _partial_grid(rng, 4, 10)
-    givens = [f"r{i // SIZE + 1}c{i % SIZE + 1}={d}" for i, d in enumerate(grid) if d != EMPTY]
-    document = _chat(f"List the given cells of the grid {grid}", format_response(givens, str(len(givens))))
-    return document | {"item": ("sudoku", grid)}
-
-
 def fill_document(rng: random.Random) -> dict[str, str]:
-    """A partly filled grid and the digits to write in its empty cells (given in the prompt, in reading
-    order); the response writes them, then the whole grid: Sudoku's response format, with the deductions
-    handed over instead of made."""
+    """A partly filled grid and the digits of its empty cells, laid out like the grid ("." on the givens);
+    the response writes both lines, then the merged grid: Sudoku's trace and answer layout, with the
+    deductions handed over instead of made."""
     solution, grid = _partial_grid(rng, 4, 10)
-    fills = [f"r{i // SIZE + 1}c{i % SIZE + 1}={solution[i]}" for i, d in enumerate(grid) if d == EMPTY]
-    document = _chat(f"Fill in the grid {grid} with {', '.join(fills)}", format_response(fills, solution))
+    fills = "".join(solution[i] if d == EMPTY else "." for i, d in enumerate(grid))
+    document = _chat(f"Fill in the grid {grid} with {fills}", format_response([grid, fills], solution))
     return document | {"item": ("sudoku", grid)}
 
 
 def candidates_document(rng: random.Random) -> dict[str, str]:
-    """The rule of Sudoku on a partly filled grid: for each empty cell, the digits its row, column and box
-    leave open (`r2c3: 14`), counting no further: no cell is filled, nothing is propagated."""
+    """The rule of Sudoku on a partly filled grid: for each digit, a line marking the empty cells its row,
+    column and box leave open to it, laid out like the grid; the answer counts the cells left with one
+    digit. Nothing is filled and nothing propagated."""
     _, grid = _partial_grid(rng, 4, 10)
     cells = list(grid)
-    lines = [f"r{i // SIZE + 1}c{i % SIZE + 1}: {''.join(candidates(cells, i))}"
-             for i, d in enumerate(grid) if d == EMPTY]
-    document = _chat(f"Which digits fit the empty cells of the grid {grid}?", format_response(lines, str(len(lines))))
+    open_to = [candidates(cells, i) if d == EMPTY else [] for i, d in enumerate(grid)]
+    lines = [grid] + ["".join(digit if digit in fits else "." for fits in open_to) for digit in DIGITS]
+    singles = sum(len(fits) == 1 for fits in open_to)
+    document = _chat(f"Which digits fit the empty cells of the grid {grid}?", format_response(lines, str(singles)))
     return document | {"item": ("sudoku", grid)}
 
 
 DOCUMENTS: dict[str, Callable[[random.Random], dict[str, str]]] = {
     "pairs": pairs_document,
     "evaluation": evaluation_document,
-    "reading": reading_document,
     "fill": fill_document,
     "candidates": candidates_document,
 }

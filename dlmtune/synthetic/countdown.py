@@ -3,6 +3,14 @@
 Every problem uses all three numbers once with + - * and exact division, every intermediate being a
 positive integer. The trace is one line per step, e.g. "7+5=12" then "12*3=36", and the answer is the
 matching expression with only the parentheses it needs, e.g. "(7+5)*3".
+
+The generated problems (the embedded demo's) have one-digit numbers and a target reachable by combining
+them in the order given, left to right: (a op b) op c. The solver looks for that solution first, so the
+trace copies the numbers in prompt order and the search left to the model is the choice of two
+operators. The checker still accepts any expression, and the solver still solves any problem (d1's
+numbers reach 100). Measured while building the demo, the 0.9M-parameter model from scratch after 1500
+steps: 24.2% solved with these problems against 1.6% with numbers up to 20 in any order (chance 4.8%
+and 3.3%), where its traces used the wrong numbers.
 """
 
 from __future__ import annotations
@@ -12,8 +20,8 @@ import random
 from collections.abc import Iterator, Sequence
 
 OPS = "+-*/"
-NUMBER_RANGE = (1, 20)
-TARGET_RANGE = (1, 100)
+NUMBER_RANGE = (1, 9)
+TARGET_RANGE = (1, 99)
 
 
 def _apply(a: int, op: str, b: int) -> int | None:
@@ -38,24 +46,41 @@ def _needs_parens(inner: str, outer: str, inner_is_right: bool) -> bool:
     return inner_is_right and (outer == "/" or (outer == "-" and inner in "+-"))
 
 
-def _solutions(numbers: Sequence[int]) -> Iterator[tuple[str, list[str], int]]:
-    """(expression, steps, value) for every way to combine all three numbers, in a fixed order.
+def _combine(x: int, y: int, z: int, op1: str, op2: str, right: bool) -> tuple[str, list[str], int] | None:
+    """(expression, steps, value) of (x op1 y) op2 z, or of z op2 (x op1 y) when `right`; None when a step is
+    not a positive integer."""
+    inner = _apply(x, op1, y)
+    if inner is None:
+        return None
+    value = _apply(z, op2, inner) if right else _apply(inner, op2, z)
+    if value is None:
+        return None
+    pair = f"{x}{op1}{y}"
+    wrapped = f"({pair})" if _needs_parens(op1, op2, right) else pair
+    expression = f"{z}{op2}{wrapped}" if right else f"{wrapped}{op2}{z}"
+    last = f"{z}{op2}{inner}" if right else f"{inner}{op2}{z}"
+    return expression, [f"{pair}={inner}", f"{last}={value}"], value
 
-    Shapes are (x op y) op z and z op (x op y); with three numbers these cover every bracketing."""
-    for x, y, z in itertools.permutations(numbers):
-        for op1, op2 in itertools.product(OPS, repeat=2):
-            inner = _apply(x, op1, y)
-            if inner is None:
-                continue
-            pair = f"{x}{op1}{y}"
-            for right in (False, True):
-                value = _apply(z, op2, inner) if right else _apply(inner, op2, z)
-                if value is None:
-                    continue
-                wrapped = f"({pair})" if _needs_parens(op1, op2, right) else pair
-                expression = f"{z}{op2}{wrapped}" if right else f"{wrapped}{op2}{z}"
-                last = f"{z}{op2}{inner}" if right else f"{inner}{op2}{z}"
-                yield expression, [f"{pair}={inner}", f"{last}={value}"], value
+
+def in_order(numbers: Sequence[int]) -> Iterator[tuple[str, list[str], int]]:
+    """(expression, steps, value) for (a op b) op c over the numbers in the order given, every operator pair."""
+    for op1, op2 in itertools.product(OPS, repeat=2):
+        way = _combine(*numbers, op1, op2, right=False)
+        if way is not None:
+            yield way
+
+
+def _solutions(numbers: Sequence[int]) -> Iterator[tuple[str, list[str], int]]:
+    """(expression, steps, value) for every way to combine all three numbers: the numbers in the order given
+    first (`in_order`), then every order and both shapes, (x op y) op z and z op (x op y), which with three
+    numbers cover every bracketing."""
+    yield from in_order(numbers)
+    for right in (False, True):
+        for x, y, z in itertools.permutations(numbers):
+            for op1, op2 in itertools.product(OPS, repeat=2):
+                way = _combine(x, y, z, op1, op2, right)
+                if way is not None:
+                    yield way
 
 
 def solve_with_trace(numbers: Sequence[int], target: int) -> tuple[str, list[str]]:
@@ -69,10 +94,11 @@ def solve_with_trace(numbers: Sequence[int], target: int) -> tuple[str, list[str
 
 
 def random_problem(rng: random.Random) -> dict:
-    """Three numbers in NUMBER_RANGE and the value of a random expression over them in TARGET_RANGE."""
+    """Three numbers in NUMBER_RANGE and, as target, one of the values in TARGET_RANGE that combining them in
+    the order given reaches (each distinct value equally likely)."""
     while True:
         numbers = [rng.randint(*NUMBER_RANGE) for _ in range(3)]
-        values = sorted({v for _, _, v in _solutions(numbers) if TARGET_RANGE[0] <= v <= TARGET_RANGE[1]})
+        values = sorted({v for _, _, v in in_order(numbers) if TARGET_RANGE[0] <= v <= TARGET_RANGE[1]})
         if values:
             return {"numbers": numbers, "target": rng.choice(values)}
 
@@ -83,7 +109,10 @@ def problem_key(item: dict) -> tuple:
 
 
 def generate_problems(n: int, seed: int) -> list[dict]:
-    """`n` distinct solvable problems, deterministic for `seed`; a shorter call gives a prefix."""
+    """`n` distinct solvable problems, deterministic for `seed`; a shorter call gives a prefix. There are
+    2056 distinct problems (sorted numbers and target), so n must stay well below that."""
+    if n > 1500:
+        raise ValueError(f"asked for {n} countdown problems; the generator has 2056 and draws more than 1500 slowly")
     rng = random.Random(seed)
     items: dict[tuple, dict] = {}
     while len(items) < n:

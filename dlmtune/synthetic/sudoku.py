@@ -1,20 +1,26 @@
 """4x4 Sudoku (2x2 boxes): uniquely solvable puzzles and a human-style solver that writes its steps.
 
-Grids are 16-character strings read row by row, "0" for an empty cell (d1's format). The trace is
-kept terse because the embedded model is character-level with a short generation budget: one line
-per filled cell, `r<row>c<col>=<digit> <why>`, rows and columns counted from 1, where <why> is
+Grids are 16-character strings read row by row, "0" for an empty cell (d1's format). The solver fills
+cells in rounds: each round fills every empty cell that a single fixes in the grid as it stood, so a
+round's cells follow from earlier rounds only. The trace is two lines laid out like the grid, one
+character per cell, so cell i sits at the same column of both lines and of the answer:
 
-    r / c / b     the cell is the last empty one in its row / column / box
-    n             naked single: row, column and box together leave only this digit
-    hr / hc / hb  hidden single: the digit fits in no other cell of the row / column / box
+    the puzzle                          3004041000420000
+    the rule that fixed each empty cell .Rn.n..nnR..RrnC   ("." on the givens)
 
-e.g. "r1c2=3 r". Each step names the first cell in reading order that some rule fixes, with the
-first rule (in the order above) that fixes it.
+The rule is the one that fixed the cell in the grid as it stood at the start of its round. The rules are r / c / b (the cell is the last empty one in its row / column / box), n (naked single:
+row, column and box together leave one digit) and R / C / B (hidden single: the digit fits in no other
+cell of the row / column / box), the first that applies in that order. The layout is for the embedded
+character-level model: a position-aligned trace is one it can learn in a few hundred steps, whereas
+one `r2c3=4 n` line per cell asks it to map coordinates onto grid positions, which the 0.9M-parameter
+model had not learned after 1500 steps (27.7% of empty cells right, chance 25%; the aligned trace:
+57.3% after 600; with a third line giving each cell's round, 43.5%; measured while building the demo).
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 
 SIZE = 4
 DIGITS = "1234"
@@ -71,48 +77,61 @@ def count_solutions(puzzle: str, limit: int = 2) -> int:
     return search()
 
 
-def _next_step(grid: list[str]) -> tuple[int, str, str] | None:
-    """(cell, digit, reason) for the first empty cell in reading order that a rule fixes."""
+RULES = "rcbnRCB"  # last empty in row / column / box, naked single, hidden single in row / column / box
+
+
+def singles(grid: Sequence[str]) -> dict[int, tuple[str, str]]:
+    """{cell: (digit, rule)} for every empty cell of `grid` that a single fixes, with the first rule (in
+    RULES order) that fixes it. Raises ValueError when an empty cell has no candidate left."""
+    found = {}
     for cell in range(SIZE * SIZE):
         if grid[cell] != EMPTY:
             continue
-        options = candidates(grid, cell)
+        options = candidates(list(grid), cell)
         if not options:
             raise ValueError(f"no digit fits r{cell // SIZE + 1}c{cell % SIZE + 1}")
-        for kind, unit in CELL_UNITS[cell].items():
-            if sum(grid[i] == EMPTY for i in unit) == 1:
-                return cell, options[0], kind
-        if len(options) == 1:
-            return cell, options[0], "n"
-        for kind, unit in CELL_UNITS[cell].items():
-            others = [i for i in unit if i != cell and grid[i] == EMPTY]
-            for digit in options:
-                if all(digit not in candidates(grid, i) for i in others):
-                    return cell, digit, "h" + kind
-    return None
+        last_empty = [kind for kind, unit in CELL_UNITS[cell].items() if sum(grid[i] == EMPTY for i in unit) == 1]
+        if last_empty:
+            found[cell] = options[0], last_empty[0]
+        elif len(options) == 1:
+            found[cell] = options[0], "n"
+        else:
+            for kind, unit in CELL_UNITS[cell].items():
+                others = [i for i in unit if i != cell and grid[i] == EMPTY]
+                hidden = [d for d in options if all(d not in candidates(list(grid), i) for i in others)]
+                if hidden:
+                    found[cell] = hidden[0], kind.upper()
+                    break
+    return found
 
 
-def solve_with_trace(puzzle: str) -> tuple[str, list[str]]:
-    """Solve by singles only, returning the solution and one trace line per filled cell.
+def solve_in_rounds(puzzle: str) -> tuple[str, str, str]:
+    """Solve by rounds of singles: (solution, the rule per cell, the round per cell), "." on the givens.
 
     Raises ValueError when the singles stall (several solutions, or guessing needed) or the givens
     conflict; every puzzle from `generate_puzzles` is solvable this way.
     """
     if len(puzzle) != SIZE * SIZE or set(puzzle) - set(DIGITS + EMPTY):
         raise ValueError(f"not a 4x4 puzzle: {puzzle!r}")
-    grid = list(puzzle)
-    steps = []
+    grid, rules, rounds = list(puzzle), ["."] * (SIZE * SIZE), ["."] * (SIZE * SIZE)
+    round_number = 0
     while EMPTY in grid:
-        step = _next_step(grid)
-        if step is None:
+        fixed = singles(grid)
+        if not fixed:
             raise ValueError(f"singles cannot solve {puzzle!r}")
-        cell, digit, reason = step
-        grid[cell] = digit
-        steps.append(f"r{cell // SIZE + 1}c{cell % SIZE + 1}={digit} {reason}")
+        round_number += 1
+        for cell, (digit, rule) in fixed.items():
+            grid[cell], rules[cell], rounds[cell] = digit, rule, str(round_number)
     solution = "".join(grid)
     if not is_solved(solution):
         raise ValueError(f"the givens of {puzzle!r} conflict")
-    return solution, steps
+    return solution, "".join(rules), "".join(rounds)
+
+
+def solve_with_trace(puzzle: str) -> tuple[str, list[str]]:
+    """The solution and the trace lines: the puzzle, then the rule that fixed each empty cell."""
+    solution, rules, _ = solve_in_rounds(puzzle)
+    return solution, [puzzle, rules]
 
 
 def _random_grid(rng: random.Random) -> str:

@@ -1,10 +1,9 @@
-"""The synthetic pretraining corpus of the embedded base model: domain knowledge, not the tasks.
+"""The synthetic pretraining corpus of the embedded base model: domain knowledge and easier puzzles.
 
 The base model plays the role LLaDA-8B-Instruct plays in the papers: when fine-tuning starts it
-already knows the vocabulary of the tasks, so its entropies over an answer mean something (low on
-format tokens, high where a real decision is made). It must not already solve the evaluated tasks,
-or fine-tuning would have nothing to teach. So the corpus holds, in the chat and response format
-the tasks use:
+already knows the tasks' vocabulary and format and half-solves them, so its entropies over an answer
+mean something (low on format tokens, high where a real decision is made), while fine-tuning still has
+something to teach. So the corpus holds, in the chat and response format the tasks use:
 
 - for three given numbers, every pairwise fact (`17-9=8`, one per line): the raw material of a
   Countdown search, but with no target, so nothing to search for;
@@ -12,9 +11,14 @@ the tasks use:
   Countdown (which searches for the expression that reaches a value);
 - for a partly filled 4x4 grid, the digits each empty cell's row, column and box leave open, one line
   per digit laid out like the grid (the layout of Sudoku traces), counting but never filling a cell;
-- merging a partly filled grid with digits handed over for its empty cells: the answer's layout.
+- merging a partly filled grid with digits handed over for its empty cells: the answer's layout;
+- easier instances of the two tasks, with the tasks' own prompts and solver traces: Sudoku puzzles
+  with 2-5 empty cells (the demo's have 6-10) and Countdown problems that + and - solve.
 
-No document pairs a Sudoku puzzle with its solution or a Countdown target with an expression.
+No held-out item of the demo is in the corpus. The easier instances are there because the tiny model
+cannot pick a task's layout up in a few hundred fine-tuning steps from documents in other layouts:
+without them, 300 steps of SFT from the base gave 30% of Sudoku cells (chance 25%) and 0.8-3.9% of
+Countdown problems (chance 7.2%), measured while building the demo.
 """
 
 from __future__ import annotations
@@ -35,30 +39,16 @@ from dlmtune.data import DiffusionDataCollator, encode_example
 from dlmtune.io import write_json_atomic
 from dlmtune.models.presets import build_preset_model
 from dlmtune.objectives import ObjectiveConfig, get_objective
-from dlmtune.synthetic.countdown import NUMBER_RANGE, TARGET_RANGE, problem_key
+from dlmtune.synthetic.countdown import NUMBER_RANGE, TARGET_RANGE, in_order, problem_key
 from dlmtune.synthetic.countdown import _solutions as countdown_solutions
-from dlmtune.synthetic.sudoku import DIGITS, EMPTY, SIZE, candidates
+from dlmtune.synthetic.countdown import solve_with_trace as solve_countdown
+from dlmtune.synthetic.sudoku import DIGITS, EMPTY, SIZE, candidates, random_puzzle
 from dlmtune.synthetic.sudoku import _random_grid as random_grid
+from dlmtune.tasks import get_task
 from dlmtune.tasks.base import boxed, format_response
 from dlmtune.tokenizer import build_tokenizer
 
-OPERATORS = "+-*/"
 DEMO_DATA_SEED = 0  # the seed of the demo's splits (dlmtune.demo.DATA_SEED), whose held-out items stay out
-
-
-def _fact(rng: random.Random, high: int = 20, left: int | None = None) -> tuple[int, str, int, int]:
-    """A random `a op b = c` with a positive integer result (exact division only); `left` fixes a."""
-    while True:
-        a = left if left is not None else rng.randint(1, high)
-        b, op = rng.randint(1, 20), rng.choice(OPERATORS)
-        if op == "+":
-            return a, op, b, a + b
-        if op == "-" and a > b:
-            return a, op, b, a - b
-        if op == "*":
-            return a, op, b, a * b
-        if op == "/" and a % b == 0:
-            return a, op, b, a // b
 
 
 def _chat(question: str, response: str) -> dict[str, str]:
@@ -121,11 +111,36 @@ def candidates_document(rng: random.Random) -> dict[str, str]:
     return document | {"item": ("sudoku", grid)}
 
 
+EASY_SUDOKU_EMPTY = (2, 5)  # empty cells of the corpus's puzzles; the demo's have 6-10
+
+
+def easy_sudoku_document(rng: random.Random) -> dict[str, str]:
+    """A Sudoku puzzle with few empty cells, as the task asks it and the solver answers it."""
+    item = random_puzzle(rng, *EASY_SUDOKU_EMPTY)
+    task = get_task("sudoku")
+    return _chat(task.question(item), task.reference_response(item)) | {"item": ("sudoku", item["puzzle"])}
+
+
+def easy_countdown_document(rng: random.Random) -> dict[str, str]:
+    """A Countdown problem whose solver answer uses only + and -, as the task asks it and the solver answers
+    it: the format and the search, without the products and quotients most demo problems need."""
+    while True:
+        numbers = [rng.randint(*NUMBER_RANGE) for _ in range(3)]
+        targets = sorted({v for expression, _, v in in_order(numbers) if TARGET_RANGE[0] <= v <= TARGET_RANGE[1]
+                          and not set(solve_countdown(numbers, v)[0]) & set("*/")})
+        if targets:
+            item = {"numbers": numbers, "target": rng.choice(targets)}
+            task = get_task("countdown")
+            return _chat(task.question(item), task.reference_response(item)) | {"item": ("countdown", problem_key(item))}
+
+
 DOCUMENTS: dict[str, Callable[[random.Random], dict[str, str]]] = {
     "pairs": pairs_document,
     "evaluation": evaluation_document,
     "fill": fill_document,
     "candidates": candidates_document,
+    "sudoku": easy_sudoku_document,
+    "countdown": easy_countdown_document,
 }
 
 

@@ -77,10 +77,12 @@ def test_a_rerun_resumes_from_the_run_files(demo_out):
 
 
 def test_countdown_chance_by_hand():
-    # 1, 1, 1 -> 1. (1a1)b1 hits for (a, b) in (+,-) (-,+) (*,*) (*,/) (/,*) (/,/): 6 of 16; 1a(1b1) hits
-    # for (a, b) in (+,-) (-,-) (*,*) (/,*) (*,/) (/,/): 6 of 16 (1/(1-1) is no value). So 12 / 32.
+    # 1, 1, 1 -> 1: (1a1)b1 hits for (a, b) in (+,-) (-,+) (*,*) (*,/) (/,*) (/,/): 6 of 16.
     item = {"numbers": [1, 1, 1], "target": 1}
     assert countdown_chance(item) == 0.375
+    # 2, 3, 4 -> 14 only as 2+3*4, which is not (2a3)b4; (2+3)*4 = 20 is.
+    assert countdown_chance({"numbers": [2, 3, 4], "target": 14}) == 0.0
+    assert countdown_chance({"numbers": [2, 3, 4], "target": 20}) == 1 / 16
     assert chance_levels({"sudoku": [], "countdown": [item]}) == {"sudoku": 0.25, "countdown": countdown_chance(item)}
 
 

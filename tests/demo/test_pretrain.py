@@ -17,7 +17,7 @@ from dlmtune.pretrain import (
     trainer_optimizer,
 )
 from dlmtune.synthetic.countdown import problem_key
-from dlmtune.tasks.countdown import evaluate_expression
+from dlmtune.tasks.countdown import evaluate_expression, extract_expression
 
 
 def test_corpus_is_deterministic_and_mixes_every_kind():
@@ -27,22 +27,33 @@ def test_corpus_is_deterministic_and_mixes_every_kind():
     assert all(set(doc) == {"prompt", "response"} for doc in corpus(20, 0))
 
 
-def test_corpus_never_poses_the_evaluated_tasks():
-    for document in corpus(400, 0):
-        text = document["prompt"] + document["response"]
-        assert "Target" not in text
-        assert "Solve the following Sudoku" not in text
+def test_corpus_poses_only_easier_instances_of_the_tasks():
+    """Sudoku puzzles with 2-5 empty cells (the demo's have 6-10); Countdown problems answered with + and -."""
+    sudoku = countdown = 0
+    for document in corpus(600, 0):
+        prompt, response = document["prompt"], document["response"]
+        if prompt.startswith("Solve the following Sudoku puzzle: "):
+            sudoku += 1
+            assert 2 <= prompt.removeprefix("Solve the following Sudoku puzzle: ")[:16].count("0") <= 5
+        if "Target: " in prompt:
+            countdown += 1
+            assert not set(extract_expression(response)) & set("*/"), response
+    assert sudoku == countdown == 100
 
 
 def test_corpus_never_holds_a_held_out_item():
-    """No grid of the demo's test/val puzzles; no test/val numbers with an expression reaching their target."""
+    """No grid of the demo's test/val puzzles; no test/val numbers posed with, or evaluated to, their target."""
     held_out = held_out_items()
     assert len(held_out) == 2 * (256 + 64)
     for document in corpus(2000, 0):
         prompt = document["prompt"]
-        if "grid " in prompt:
-            grid = prompt.split("grid ")[1][:16]
+        if "grid " in prompt or "puzzle: " in prompt:
+            grid = prompt.split("grid " if "grid " in prompt else "puzzle: ")[1][:16]
             assert ("sudoku", grid) not in held_out
+        if "Target: " in prompt:
+            numbers = json.loads(prompt.split("\n")[0].removeprefix("Numbers: "))
+            target = int(prompt.split("Target: ")[1])
+            assert ("countdown", problem_key({"numbers": numbers, "target": target})) not in held_out
         if "Evaluate: " in prompt:
             numbers = json.loads(prompt.split("\n")[0].removeprefix("Numbers: "))
             expression = prompt.split("Evaluate: ")[1]

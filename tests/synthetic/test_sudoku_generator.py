@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+
 import pytest
 
 from dlmtune.synthetic.sudoku import count_solutions, generate_puzzles, solve_in_rounds, solve_with_trace

@@ -50,7 +50,7 @@ class DemoConfig:
     objectives: tuple[str, ...] = ("sft", "weft")
     seeds: int = 3
     train_per_task: int = 500  # 2 tasks x 500 = the s1K-sized SFT set
-    test_per_task: int | dict[str, int] = field(default_factory=lambda: {"sudoku": 32, "countdown": 128})
+    test_per_task: int | dict[str, int] = field(default_factory=lambda: {"sudoku": 32, "countdown": 256})  # d1: 256
     max_steps: int = 500
     batch_size: int = 16
     learning_rate: float = 3e-3

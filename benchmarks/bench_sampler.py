@@ -8,8 +8,8 @@ sets: `load_task_items(task, None, N)`, i.e. the test split that configs/tiny.ya
 data is disjoint from) with the same model, prompts (d1 format, bare question: `system_prompt=""`, as the
 SFT data and `dlmtune demo` use), left-padded batches and scorers as `dlmtune eval`, at temperature 0
 with low-confidence remasking. Generation settings are the evaluation protocol's (block 32, steps =
-gen_length / 2; `--steps-ratio 1` for Fast-dLLM's one token per step) with the demo's lengths (Sudoku
-128, Countdown 64 tokens); all variants get the same steps budget, so "cache + threshold" is what
+gen_length / 2; `--steps-ratio 1` for Fast-dLLM's one token per step) with the demo's lengths
+(`DemoConfig.gen_length`); all variants get the same steps budget, so "cache + threshold" is what
 `dlmtune eval --fast` does on top of the plain protocol.
 
 Timing is interleaved in one process: items are cut into batches, and every batch is decoded by every
@@ -40,13 +40,14 @@ from typing import Any
 
 import torch
 
+from dlmtune.demo import DemoConfig
 from dlmtune.evaluate import GenerationSettings, load_task_items
 from dlmtune.io import write_json_atomic, write_text_atomic
 from dlmtune.models.loading import load_model
 from dlmtune.sampling import DLMForward, decode_completions, generate
 from dlmtune.tasks import get_task
 
-GEN_LENGTH = {"sudoku": 128, "countdown": 64}  # the demo's: the longest solver trace fits (118 / 39 tokens)
+GEN_LENGTH = DemoConfig().gen_length
 
 
 def variants(threshold: float) -> dict[str, dict[str, Any]]:

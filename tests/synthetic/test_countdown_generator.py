@@ -76,6 +76,20 @@ def test_deterministic_distinct_prefix_stable():
     assert len({problem_key(item) for item in first}) == 100
 
 
+def test_problems_are_solvable_in_the_order_given_and_the_trace_says_so(problems):
+    """The generated target is reached by (a op b) op c over the numbers as listed, and the solver finds that
+    solution first, so the trace's first step starts with the first two numbers in prompt order."""
+    for item in problems:
+        a, b, _ = item["numbers"]
+        _, steps = solve_with_trace(item["numbers"], item["target"])
+        assert re.fullmatch(rf"{a}[-+*/]{b}=\d+", steps[0]), (item, steps)
+
+
+def test_asking_for_more_problems_than_the_generator_has_fails_clearly():
+    with pytest.raises(ValueError, match="2056"):
+        generate_problems(1501, seed=0)
+
+
 def test_response_length_budget(problems):
     chars = [len(TASK.reference_response(item)) for item in problems]
     print(f"countdown responses: chars {min(chars)}-{max(chars)} mean {sum(chars) / len(chars):.1f}")

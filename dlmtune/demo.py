@@ -81,8 +81,8 @@ QUICK = {"seeds": 1, "max_steps": 80, "test_per_task": {"sudoku": 16, "countdown
 def countdown_chance(item: dict) -> float:
     """Probability that (a op b) op c, the numbers in the order given and two uniformly random operators,
     hits the target: the accuracy of guessing with the knowledge that every generated problem is solvable
-    that way (7.2% on the demo's test items, where a uniformly random expression in any order and
-    bracketing hits 4.8%)."""
+    that way (7.5% on the demo's 256 test items, where a uniformly random expression in any order and
+    bracketing hits 4.9%)."""
     a, b, c = item["numbers"]
     hits = 0
     for op1, op2 in itertools.product("+-*/", repeat=2):

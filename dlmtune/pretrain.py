@@ -103,8 +103,7 @@ def candidates_document(rng: random.Random) -> dict[str, str]:
     column and box leave open to it, laid out like the grid; the answer counts the cells left with one
     digit. Nothing is filled and nothing propagated."""
     _, grid = _partial_grid(rng, 4, 10)
-    cells = list(grid)
-    open_to = [candidates(cells, i) if d == EMPTY else [] for i, d in enumerate(grid)]
+    open_to = [candidates(grid, i) if d == EMPTY else [] for i, d in enumerate(grid)]
     lines = [grid] + ["".join(digit if digit in fits else "." for fits in open_to) for digit in DIGITS]
     singles = sum(len(fits) == 1 for fits in open_to)
     document = _chat(f"Which digits fit the empty cells of the grid {grid}?", format_response(lines, str(singles)))
@@ -126,7 +125,7 @@ def easy_countdown_document(rng: random.Random) -> dict[str, str]:
     it: the format and the search, without the products and quotients most demo problems need."""
     while True:
         numbers = [rng.randint(*NUMBER_RANGE) for _ in range(3)]
-        targets = sorted({v for expression, _, v in in_order(numbers) if TARGET_RANGE[0] <= v <= TARGET_RANGE[1]
+        targets = sorted({v for _, _, v in in_order(numbers) if TARGET_RANGE[0] <= v <= TARGET_RANGE[1]
                           and not set(solve_countdown(numbers, v)[0]) & set("*/")})
         if targets:
             item = {"numbers": numbers, "target": rng.choice(targets)}

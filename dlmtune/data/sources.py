@@ -157,7 +157,10 @@ def _synthetic(tasks: str, config: DataConfig) -> _Rows:
         raise DataError(f"synthetic:{tasks}: unknown split {config.split!r}; use one of {', '.join(SPLITS)}")
     records, where = [], []
     for name in names:
-        examples = sft_examples(name, config.synthetic_size, config.synthetic_seed, config.split)
+        try:
+            examples = sft_examples(name, config.synthetic_size, config.synthetic_seed, config.split)
+        except ValueError as error:
+            raise DataError(f"synthetic:{name}: synthetic_size {config.synthetic_size}: {error}") from None
         records += examples
         where += [f"synthetic:{name} #{j}" for j in range(len(examples))]
     return _listed(records, lambda i: where[i])

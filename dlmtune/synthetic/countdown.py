@@ -15,6 +15,7 @@ and 3.3%), where its traces used the wrong numbers.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import random
 from collections.abc import Iterator, Sequence
@@ -108,11 +109,21 @@ def problem_key(item: dict) -> tuple:
     return tuple(sorted(item["numbers"])), item["target"]
 
 
+@functools.cache
+def distinct_problems() -> int:
+    """How many distinct problems (sorted numbers and target) the generator can draw: 2056."""
+    low, high = NUMBER_RANGE
+    return len({problem_key({"numbers": numbers, "target": value})
+                for numbers in itertools.product(range(low, high + 1), repeat=3)
+                for _, _, value in in_order(numbers) if TARGET_RANGE[0] <= value <= TARGET_RANGE[1]})
+
+
 def generate_problems(n: int, seed: int) -> list[dict]:
-    """`n` distinct solvable problems, deterministic for `seed`; a shorter call gives a prefix. There are
-    2056 distinct problems (sorted numbers and target), so n must stay well below that."""
-    if n > 1500:
-        raise ValueError(f"asked for {n} countdown problems; the generator has 2056 and draws more than 1500 slowly")
+    """`n` distinct solvable problems, deterministic for `seed`; a shorter call gives a prefix. Raises
+    ValueError when `n` is more than there are (the draw would never end)."""
+    if n > distinct_problems():
+        raise ValueError(f"asked for {n} distinct countdown problems (all splits together), but the generator "
+                         f"has only {distinct_problems()}: ask for fewer")
     rng = random.Random(seed)
     items: dict[tuple, dict] = {}
     while len(items) < n:

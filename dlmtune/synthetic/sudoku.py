@@ -8,9 +8,10 @@ character per cell, so cell i sits at the same column of both lines and of the a
     the puzzle                          3004041000420000
     the rule that fixed each empty cell .Rn.n..nnR..RrnC   ("." on the givens)
 
-The rule is the one that fixed the cell in the grid as it stood at the start of its round. The rules are r / c / b (the cell is the last empty one in its row / column / box), n (naked single:
-row, column and box together leave one digit) and R / C / B (hidden single: the digit fits in no other
-cell of the row / column / box), the first that applies in that order. The layout is for the embedded
+The rule is the one that fixed the cell in the grid as it stood at the start of its round: r / c / b
+(the cell is the last empty one in its row / column / box), n (naked single: row, column and box
+together leave one digit) or R / C / B (hidden single: the digit fits in no other cell of the row /
+column / box), the first that applies in that order. The layout is for the embedded
 character-level model: a position-aligned trace is one it can learn in a few hundred steps, whereas
 one `r2c3=4 n` line per cell asks it to map coordinates onto grid positions, which the 0.9M-parameter
 model had not learned after 1500 steps (27.7% of empty cells right, chance 25%; the aligned trace:
@@ -46,7 +47,7 @@ PEERS: list[frozenset[int]] = [
 ]
 
 
-def candidates(grid: list[str], cell: int) -> list[str]:
+def candidates(grid: Sequence[str], cell: int) -> list[str]:
     """Digits not yet used by any peer of `cell`."""
     used = {grid[p] for p in PEERS[cell]}
     return [d for d in DIGITS if d not in used]
@@ -77,17 +78,14 @@ def count_solutions(puzzle: str, limit: int = 2) -> int:
     return search()
 
 
-RULES = "rcbnRCB"  # last empty in row / column / box, naked single, hidden single in row / column / box
-
-
 def singles(grid: Sequence[str]) -> dict[int, tuple[str, str]]:
     """{cell: (digit, rule)} for every empty cell of `grid` that a single fixes, with the first rule (in
-    RULES order) that fixes it. Raises ValueError when an empty cell has no candidate left."""
+    the order r c b n R C B) that fixes it. Raises ValueError when an empty cell has no candidate left."""
     found = {}
     for cell in range(SIZE * SIZE):
         if grid[cell] != EMPTY:
             continue
-        options = candidates(list(grid), cell)
+        options = candidates(grid, cell)
         if not options:
             raise ValueError(f"no digit fits r{cell // SIZE + 1}c{cell % SIZE + 1}")
         last_empty = [kind for kind, unit in CELL_UNITS[cell].items() if sum(grid[i] == EMPTY for i in unit) == 1]
@@ -98,7 +96,7 @@ def singles(grid: Sequence[str]) -> dict[int, tuple[str, str]]:
         else:
             for kind, unit in CELL_UNITS[cell].items():
                 others = [i for i in unit if i != cell and grid[i] == EMPTY]
-                hidden = [d for d in options if all(d not in candidates(list(grid), i) for i in others)]
+                hidden = [d for d in options if all(d not in candidates(grid, i) for i in others)]
                 if hidden:
                     found[cell] = hidden[0], kind.upper()
                     break

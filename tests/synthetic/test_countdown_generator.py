@@ -85,9 +85,11 @@ def test_problems_are_solvable_in_the_order_given_and_the_trace_says_so(problems
         assert re.fullmatch(rf"{a}[-+*/]{b}=\d+", steps[0]), (item, steps)
 
 
-def test_asking_for_more_problems_than_the_generator_has_fails_clearly():
-    with pytest.raises(ValueError, match="2056"):
-        generate_problems(1501, seed=0)
+def test_the_generator_gives_every_distinct_problem_and_refuses_more():
+    everything = generate_problems(2056, seed=0)
+    assert len({problem_key(item) for item in everything}) == 2056
+    with pytest.raises(ValueError, match="asked for 2057 .* only 2056: ask for fewer"):
+        generate_problems(2057, seed=0)
 
 
 def test_response_length_budget(problems):

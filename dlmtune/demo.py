@@ -48,15 +48,15 @@ class DemoConfig:
     hyperparameters carry `transformers.TrainingArguments` meanings (`train_args`)."""
 
     objectives: tuple[str, ...] = ("sft", "weft")
-    seeds: int = 3
+    seeds: int = 5  # t-interval half-width at 5 seeds: 1.24 sd; at 3: 2.48 sd
     train_per_task: int = 500  # 2 tasks x 500 = the s1K-sized SFT set
     test_per_task: int | dict[str, int] = field(default_factory=lambda: {"sudoku": 32, "countdown": 256})  # d1: 256
-    max_steps: int = 500
+    max_steps: int = 300
     batch_size: int = 16
-    learning_rate: float = 3e-3
+    learning_rate: float = 1e-3
     warmup_ratio: float = 0.05
     weight_decay: float = 0.1
-    gen_length: dict[str, int] = field(default_factory=lambda: {"sudoku": 64, "countdown": 64})  # longest answers: 60, 34
+    gen_length: dict[str, int] = field(default_factory=lambda: {"sudoku": 64, "countdown": 32})  # longest answers: 59, 31
     block_length: int = 32
     steps_ratio: int = 2  # diffusion steps = gen_length / steps_ratio (the papers use 2)
     eval_batch_size: int = 64
@@ -81,8 +81,8 @@ QUICK = {"seeds": 1, "max_steps": 80, "test_per_task": {"sudoku": 16, "countdown
 def countdown_chance(item: dict) -> float:
     """Probability that (a op b) op c, the numbers in the order given and two uniformly random operators,
     hits the target: the accuracy of guessing with the knowledge that every generated problem is solvable
-    that way (7.5% on the demo's 256 test items, where a uniformly random expression in any order and
-    bracketing hits 4.9%)."""
+    that way (8.2% on the demo's 256 test items, where a uniformly random expression in any order and
+    bracketing hits 6.0%)."""
     a, b, c = item["numbers"]
     hits = 0
     for op1, op2 in itertools.product("+-*/", repeat=2):
@@ -197,7 +197,7 @@ def work_units(config: DemoConfig, test: dict[str, list[dict]], objective: str) 
     """Rough cost of a run's parts in token-forwards (a training step's backward counted as two forwards,
     WeFT's extra pass as one more), so one progress bar can move evenly over training and evaluation."""
     prompt_tokens = {"sudoku": 55, "countdown": 32}  # mean lengths of the SFT examples' prompts and responses
-    response_tokens = {"sudoku": 59, "countdown": 30}
+    response_tokens = {"sudoku": 59, "countdown": 29}
     first_pass = FIRST_PASSES_PER_STEP.get(objective, 1.0)
     mean_example = sum(prompt_tokens[t] + response_tokens[t] for t in TASKS) / len(TASKS)
     step = config.batch_size * mean_example * (3 + first_pass)

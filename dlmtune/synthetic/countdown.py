@@ -5,12 +5,15 @@ positive integer. The trace is one line per step, e.g. "7+5=12" then "12*3=36", 
 matching expression with only the parentheses it needs, e.g. "(7+5)*3".
 
 The generated problems (the embedded demo's) have one-digit numbers and a target reachable by combining
-them in the order given, left to right: (a op b) op c. The solver looks for that solution first, so the
-trace copies the numbers in prompt order and the search left to the model is the choice of two
-operators. The checker still accepts any expression, and the solver still solves any problem (d1's
-numbers reach 100). Measured while building the demo, the 0.9M-parameter model from scratch after 1500
-steps: 24.2% solved with these problems against 1.6% with numbers up to 20 in any order (chance 4.8%
-and 3.3%), where its traces used the wrong numbers.
+them in the order given, left to right, (a op b) op c, with the intermediate a op b itself a one-digit
+number: both steps are then facts of the one-digit tables the base model's corpus teaches. The solver
+looks for such a solution first, so the trace copies the numbers in prompt order and the search left to
+the model is the choice of two operators. The checker still accepts any expression, and the solver still
+solves any problem (d1's numbers reach 100). Measured while building the demo: the 0.9M-parameter model
+from scratch after 1500 steps solved 24.2% of in-order problems against 1.6% with numbers up to 20 in any
+order (chance 4.8% and 3.3%), where its traces used the wrong numbers; fine-tuned from a base, it solved
+10.9% of in-order problems whose intermediate could reach 81 (second steps with a two-digit number came out
+right 5% of the time) against 28.5% with one-digit intermediates.
 """
 
 from __future__ import annotations
@@ -64,10 +67,13 @@ def _combine(x: int, y: int, z: int, op1: str, op2: str, right: bool) -> tuple[s
 
 
 def in_order(numbers: Sequence[int]) -> Iterator[tuple[str, list[str], int]]:
-    """(expression, steps, value) for (a op b) op c over the numbers in the order given, every operator pair."""
+    """(expression, steps, value) for (a op b) op c over the numbers in the order given, every operator pair
+    whose intermediate a op b is itself a number in NUMBER_RANGE: both steps are then one-digit facts."""
+    a, b, _ = numbers
     for op1, op2 in itertools.product(OPS, repeat=2):
+        inner = _apply(a, op1, b)
         way = _combine(*numbers, op1, op2, right=False)
-        if way is not None:
+        if way is not None and NUMBER_RANGE[0] <= inner <= NUMBER_RANGE[1]:
             yield way
 
 
@@ -111,7 +117,7 @@ def problem_key(item: dict) -> tuple:
 
 @functools.cache
 def distinct_problems() -> int:
-    """How many distinct problems (sorted numbers and target) the generator can draw: 2056."""
+    """How many distinct problems (sorted numbers and target) the generator can draw: 1226."""
     low, high = NUMBER_RANGE
     return len({problem_key({"numbers": numbers, "target": value})
                 for numbers in itertools.product(range(low, high + 1), repeat=3)

@@ -144,7 +144,7 @@ def test_synthetic_errors():
         load_records(DataConfig("synthetic:sudoku,chess"))
     with pytest.raises(DataError, match="unknown split 'dev'"):
         load_records(DataConfig("synthetic:sudoku", split="dev"))
-    with pytest.raises(DataError, match=r"synthetic:countdown: synthetic_size 5000: .* only 2056: ask for fewer"):
+    with pytest.raises(DataError, match=r"synthetic:countdown: synthetic_size 5000: .* only 1226: ask for fewer"):
         load_records(DataConfig("synthetic:countdown", synthetic_size=5000))
 
 

@@ -9,6 +9,7 @@ import torch
 
 from dlmtune.pretrain import (
     DOCUMENTS,
+    KIND_ROTATION,
     PretrainConfig,
     TrainArgs,
     corpus,
@@ -23,14 +24,15 @@ from dlmtune.tasks.countdown import evaluate_expression, extract_expression
 def test_corpus_is_deterministic_and_mixes_every_kind():
     assert corpus(40, 3) == corpus(40, 3)
     assert corpus(40, 3) != corpus(40, 4)
-    assert len(corpus(len(DOCUMENTS), 0)) == len(DOCUMENTS)
+    assert set(KIND_ROTATION) == set(DOCUMENTS)
+    assert len(corpus(len(KIND_ROTATION), 0)) == len(KIND_ROTATION)
     assert all(set(doc) == {"prompt", "response"} for doc in corpus(20, 0))
 
 
 def test_corpus_poses_only_easier_instances_of_the_tasks():
     """Sudoku puzzles with 2-5 empty cells (the demo's have 6-10); Countdown problems answered with + and -."""
     sudoku = countdown = 0
-    for document in corpus(600, 0):
+    for document in corpus(100 * len(KIND_ROTATION), 0):
         prompt, response = document["prompt"], document["response"]
         if prompt.startswith("Solve the following Sudoku puzzle: "):
             sudoku += 1

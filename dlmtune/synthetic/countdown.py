@@ -11,9 +11,9 @@ looks for such a solution first, so the trace copies the numbers in prompt order
 the model is the choice of two operators. The checker still accepts any expression, and the solver still
 solves any problem (d1's numbers reach 100). Measured while building the demo: the 0.9M-parameter model
 from scratch after 1500 steps solved 24.2% of in-order problems against 1.6% with numbers up to 20 in any
-order (chance 4.8% and 3.3%), where its traces used the wrong numbers; fine-tuned from a base, it solved
-10.9% of in-order problems whose intermediate could reach 81 (second steps with a two-digit number came out
-right 5% of the time) against 28.5% with one-digit intermediates.
+order (chance 4.8% and 3.3%), where its traces used the wrong numbers. Fine-tuned from a base, it solved
+10.9% of in-order problems whose intermediate could reach 81: its second steps with a two-digit number were
+right 5% of the time, the one-digit ones far more often, hence the one-digit intermediate.
 """
 
 from __future__ import annotations

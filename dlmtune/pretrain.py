@@ -13,12 +13,14 @@ something to teach. So the corpus holds, in the chat and response format the tas
   per digit laid out like the grid (the layout of Sudoku traces), counting but never filling a cell;
 - merging a partly filled grid with digits handed over for its empty cells: the answer's layout;
 - easier instances of the two tasks, with the tasks' own prompts and solver traces: Sudoku puzzles
-  with 2-5 empty cells (the demo's have 6-10) and Countdown problems that + and - solve.
+  with 2-5 empty cells (the demo's have 6-10) and Countdown problems that a sum a+b+c solves.
 
 No held-out item of the demo is in the corpus. The easier instances are there because the tiny model
 cannot pick a task's layout up in a few hundred fine-tuning steps from documents in other layouts:
 without them, 300 steps of SFT from the base gave 30% of Sudoku cells (chance 25%) and 0.8-3.9% of
-Countdown problems (chance 7.2%), measured while building the demo.
+Countdown problems (chance 7.2%), measured while building the demo. With sums and differences as the
+easy Countdown instances the base already solved 30.9% of the demo's problems (35% of them have such an
+answer) and 300 steps of SFT added no clear gain; with sums only, the base solves 13.3%.
 """
 
 from __future__ import annotations
@@ -121,12 +123,12 @@ def easy_sudoku_document(rng: random.Random) -> dict[str, str]:
 
 
 def easy_countdown_document(rng: random.Random) -> dict[str, str]:
-    """A Countdown problem whose solver answer uses only + and -, as the task asks it and the solver answers
-    it: the format and the search, without the products and quotients most demo problems need."""
+    """A Countdown problem whose solver answer is a sum, a+b+c, as the task asks it and the solver answers it:
+    the format and the steps, without the differences, products and quotients most demo problems need."""
     while True:
         numbers = [rng.randint(*NUMBER_RANGE) for _ in range(3)]
         targets = sorted({v for _, _, v in in_order(numbers) if TARGET_RANGE[0] <= v <= TARGET_RANGE[1]
-                          and not set(solve_countdown(numbers, v)[0]) & set("*/")})
+                          and not set(solve_countdown(numbers, v)[0]) & set("-*/")})
         if targets:
             item = {"numbers": numbers, "target": rng.choice(targets)}
             task = get_task("countdown")

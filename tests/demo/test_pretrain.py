@@ -30,7 +30,7 @@ def test_corpus_is_deterministic_and_mixes_every_kind():
 
 
 def test_corpus_poses_only_easier_instances_of_the_tasks():
-    """Sudoku puzzles with 2-5 empty cells (the demo's have 6-10); Countdown problems answered with + and -."""
+    """Sudoku puzzles with 2-5 empty cells (the demo's have 6-10); Countdown problems answered by a sum."""
     sudoku = countdown = 0
     for document in corpus(100 * len(KIND_ROTATION), 0):
         prompt, response = document["prompt"], document["response"]
@@ -39,7 +39,7 @@ def test_corpus_poses_only_easier_instances_of_the_tasks():
             assert 2 <= prompt.removeprefix("Solve the following Sudoku puzzle: ")[:16].count("0") <= 5
         if "Target: " in prompt:
             countdown += 1
-            assert not set(extract_expression(response)) & set("*/"), response
+            assert not set(extract_expression(response)) & set("-*/"), response
     assert sudoku == countdown == 100
 
 

@@ -34,6 +34,7 @@ from dlmtune.models.loading import load_model
 from dlmtune.models.spec import DLMSpec
 from dlmtune.pretrain import DEMO_DATA_SEED, TrainArgs, encode, ensure_base, train_model
 from dlmtune.synthetic import make_splits, sft_examples
+from dlmtune.synthetic.countdown import OPS
 from dlmtune.synthetic.splits import DEFAULT_N_TEST, DEFAULT_N_VAL
 from dlmtune.tasks.countdown import evaluate_expression
 
@@ -84,11 +85,12 @@ def countdown_chance(item: dict) -> float:
     that way (8.2% on the demo's 256 test items, where a uniformly random expression in any order and
     bracketing hits 6.0%)."""
     a, b, c = item["numbers"]
+    pairs = list(itertools.product(OPS, repeat=2))
     hits = 0
-    for op1, op2 in itertools.product("+-*/", repeat=2):
+    for op1, op2 in pairs:
         value = evaluate_expression(f"({a}{op1}{b}){op2}{c}")
         hits += value is not None and abs(value - item["target"]) < 1e-5
-    return hits / 16
+    return hits / len(pairs)
 
 
 def chance_levels(test_items: dict[str, list[dict]]) -> dict[str, float]:

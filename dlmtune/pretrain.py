@@ -43,7 +43,6 @@ from dlmtune.models.presets import build_preset_model
 from dlmtune.objectives import ObjectiveConfig, get_objective
 from dlmtune.synthetic.countdown import NUMBER_RANGE, TARGET_RANGE, in_order, problem_key
 from dlmtune.synthetic.countdown import _solutions as countdown_solutions
-from dlmtune.synthetic.countdown import solve_with_trace as solve_countdown
 from dlmtune.synthetic.sudoku import DIGITS, EMPTY, SIZE, candidates, random_puzzle
 from dlmtune.synthetic.sudoku import _random_grid as random_grid
 from dlmtune.tasks import get_task
@@ -123,12 +122,13 @@ def easy_sudoku_document(rng: random.Random) -> dict[str, str]:
 
 
 def easy_countdown_document(rng: random.Random) -> dict[str, str]:
-    """A Countdown problem whose solver answer is a sum, a+b+c, as the task asks it and the solver answers it:
-    the format and the steps, without the differences, products and quotients most demo problems need."""
+    """A Countdown problem whose answer is the sum a+b+c, as the task asks it and the solver answers it (an
+    in-order sum is the solver's first try): the format and the steps, without the differences, products
+    and quotients most demo problems need."""
     while True:
         numbers = [rng.randint(*NUMBER_RANGE) for _ in range(3)]
-        targets = sorted({v for _, _, v in in_order(numbers) if TARGET_RANGE[0] <= v <= TARGET_RANGE[1]
-                          and not set(solve_countdown(numbers, v)[0]) & set("-*/")})
+        targets = sorted({v for expression, _, v in in_order(numbers) if TARGET_RANGE[0] <= v <= TARGET_RANGE[1]
+                          and not set(expression) & set("-*/")})
         if targets:
             item = {"numbers": numbers, "target": rng.choice(targets)}
             task = get_task("countdown")

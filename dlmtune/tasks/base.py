@@ -60,6 +60,8 @@ class Task(ABC):
     default_source: str | None = None
     hub_config: str | None = None
 
+    protocol: ClassVar[str] = "dlmtune"  # whose prompts and scoring rules (dlmtune.tasks.protocols)
+    raw_decode: ClassVar[bool] = False  # score the decode with special tokens kept (d1 does), not the clean one
     # canonical field -> accepted column names, in order of preference
     fields: ClassVar[dict[str, tuple[str, ...]]] = {}
     optional_fields: ClassVar[tuple[str, ...]] = ()

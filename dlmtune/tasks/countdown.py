@@ -79,7 +79,9 @@ class CountdownTask(Task):
     default_gen_length: int = 512
     system_prompt: str = COUNTDOWN_PROMPT
 
-    fields: ClassVar[dict[str, tuple[str, ...]]] = {"numbers": ("numbers", "nums"), "target": ("target",)}
+    # "input" / "output": d1's countdown_cd3_test.jsonl ({"input": "30,100,93", "output": "23"})
+    fields: ClassVar[dict[str, tuple[str, ...]]] = {
+        "numbers": ("numbers", "nums", "input"), "target": ("target", "output")}
 
     def question(self, item: dict) -> str:
         return f"Numbers: {item['numbers']}\nTarget: {item['target']}"
@@ -99,7 +101,7 @@ class CountdownTask(Task):
     def clean(self, item: dict[str, Any]) -> dict[str, Any]:
         numbers = item["numbers"]
         try:
-            numbers = json.loads(numbers) if isinstance(numbers, str) else numbers
+            numbers = _number_list(numbers) if isinstance(numbers, str) else numbers
             item["numbers"] = [_integer(n) for n in numbers]
         except (TypeError, ValueError):
             raise FieldError(
@@ -114,6 +116,12 @@ class CountdownTask(Task):
     def generate(self, n: int, seed: int) -> list[dict]:
         """`n` distinct solvable problems (dlmtune.synthetic.countdown)."""
         return generate_problems(n, seed)
+
+
+def _number_list(text: str) -> list:
+    """A JSON list ("[30, 100, 93]") or comma-separated numbers ("30,100,93", d1's file)."""
+    text = text.strip()
+    return json.loads(text) if text.startswith("[") else text.split(",")
 
 
 def _integer(value: Any) -> int:

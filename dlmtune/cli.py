@@ -25,11 +25,11 @@ def _parse_pairs(pairs: list[str], option: str) -> dict[str, str]:
 
 @app.command("eval")
 def eval_command(
-    model: str = typer.Option(..., help="Model folder, Hub id, or preset:<name>."),
-    adapter: str | None = typer.Option(None, help="PEFT (LoRA) adapter folder to apply on top of --model."),
+    model: str = typer.Option(..., help="Model folder, Hub id, or preset:<name>; several runs: A,B,C or a glob."),
+    adapter: str | None = typer.Option(None, help="PEFT (LoRA) adapter folder on --model; several runs: A,B or a glob."),
     tasks: str = typer.Option("sudoku,countdown,gsm8k,math500", help="Comma-separated task names."),
     data: list[str] = typer.Option([], help="TASK=PATH_OR_HUB_ID; default: generated (sudoku, countdown) or Hub."),
-    seeds: int = typer.Option(1, help="Number of evaluation seeds (42, 43, ...)."),
+    seeds: int = typer.Option(1, help="Evaluation seeds (42, 43, ...); refused where decoding is deterministic."),
     limit: int | None = typer.Option(None, help="Evaluate only the first N items of each task."),
     fast: bool = typer.Option(False, "--fast", help="Threshold parallel decoding + prefix KV cache."),
     out: Path = typer.Option(Path("runs/eval"), help="Output folder (re-running resumes)."),
@@ -39,42 +39,84 @@ def eval_command(
     threshold: float | None = typer.Option(None, help="Confidence threshold for parallel decoding."),
     batch_size: int = typer.Option(8, help="Prompts generated together."),
     shots: int = typer.Option(0, help="k-shot prompting (0 = zero-shot, the papers' main protocol)."),
-    system_prompt: str | None = typer.Option(None, help="Replace the d1 system prompt ('' for none)."),
+    shots_from: str | None = typer.Option(None, help="Solved examples for --shots: FILE, Hub id, or 'train'."),
+    system_prompt: str | None = typer.Option(None, help="Replace the protocol's system prompt ('' for none)."),
+    protocol: str = typer.Option("dlmtune", help="Prompts and primary scoring: dlmtune, or d1 / wd1 (the papers')."),
+    testset: str | None = typer.Option(None, help="d1 or wd1: the papers' published test sets (files in data/)."),
+    gen_lengths: str | None = typer.Option(None, help="Several generation lengths, one column each: 128,256,512."),
+    temperature: float = typer.Option(0.0, help="Sampling temperature (0 = greedy, the papers')."),
+    remasking: str = typer.Option("low_confidence", help="low_confidence (the papers') or random."),
     dtype: str | None = typer.Option(None, help="float32, bfloat16 or float16 (default: the model's)."),
 ) -> None:
-    """Evaluate a model (optionally base + LoRA adapter) on the reasoning benchmarks."""
-    from accelerate import PartialState
-
+    """Evaluate a model (optionally base + LoRA adapter), or several training runs, on the reasoning benchmarks."""
+    from dlmtune.eval_runs import check_seeds, evaluate_runs, expand_runs, runs_markdown
     from dlmtune.evaluate import evaluate_model, load_task_items, results_markdown
-    from dlmtune.models.loading import load_model
     from dlmtune.tasks import get_task
+    from dlmtune.tasks.shots import load_shots
+    from dlmtune.tasks.testsets import load_testset
 
     task_names = _split_csv(tasks)
     for name in task_names:
         try:
-            get_task(name)
+            get_task(name, protocol)
         except ValueError as error:
-            raise typer.BadParameter(str(error), param_hint="--tasks") from None
+            raise typer.BadParameter(str(error), param_hint="--tasks / --protocol") from None
+    try:
+        check_seeds(seeds, temperature, remasking)
+        models, adapters = expand_runs(model), expand_runs(adapter) if adapter else [None]
+        lengths = [int(length) for length in _split_csv(gen_lengths)] if gen_lengths else [gen_length]
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    if len(models) > 1 and len(adapters) > 1:
+        raise typer.BadParameter("several --model and several --adapter: give runs as one or the other")
+    if gen_lengths and gen_length:
+        raise typer.BadParameter("--gen-length and --gen-lengths: give one", param_hint="--gen-lengths")
+    if shots_from and not shots:
+        raise typer.BadParameter("--shots-from needs --shots K", param_hint="--shots-from")
     sources = _parse_pairs(data, "--data")
     unknown = set(sources) - set(task_names)
     if unknown:
         raise typer.BadParameter(f"--data names tasks not in --tasks: {sorted(unknown)}", param_hint="--data")
+    try:
+        if testset:
+            task_items = {name: load_testset(name, testset, sources.get(name), limit=limit) for name in task_names}
+        else:
+            task_items = {name: load_task_items(name, sources.get(name), limit) for name in task_names}
+        examples = {name: load_shots(name, shots, shots_from, exclude=items)
+                    for name, items in task_items.items()} if shots_from else None
+    except (ValueError, FileNotFoundError, RuntimeError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    generation = {"gen_length": lengths[0], "block_length": block_length, "steps": steps, "threshold": threshold,
+                  "batch_size": batch_size, "temperature": temperature, "remasking": remasking}
+    options = {"seeds": [42 + i for i in range(seeds)], "fast": fast, "system_prompt": system_prompt,
+               "shots": shots, "shots_from": examples, "protocol": protocol}
+    runs = [(m, a) for m in models for a in adapters]
+    if len(runs) == 1 and len(lengths) == 1:
+        (run_model, run_adapter), = runs
+        loaded, tokenizer, spec = _load_run(run_model, run_adapter, dtype)
+        results = evaluate_model(loaded, tokenizer, spec, task_items, out_dir=out, generation=generation,
+                                 metadata={"model": run_model, "adapter": run_adapter, "fast": fast}, **options)
+        typer.echo(results_markdown(results))
+    else:
+        summary = evaluate_runs(runs, lengths, lambda m, a: _load_run(m, a, dtype), task_items, out, generation,
+                                {"fast": fast, "testset": testset}, **options)
+        typer.echo(runs_markdown(summary, [a or m for m, a in runs], lengths))
+    typer.echo(f"results: {out / 'results.json'}")
+
+
+def _load_run(model: str, adapter: str | None, dtype: str | None):
+    """(model, tokenizer, spec) of one run: a model, optionally with a PEFT adapter, on this process's device."""
+    from accelerate import PartialState
+
+    from dlmtune.models.loading import load_model
+
     loaded, tokenizer, spec = load_model(model, dtype=dtype)
     if adapter:
         from peft import PeftModel
 
         loaded = PeftModel.from_pretrained(loaded, adapter)
-    loaded = loaded.to(PartialState().device)
-    task_items = {name: load_task_items(name, sources.get(name), limit) for name in task_names}
-    generation = {"gen_length": gen_length, "block_length": block_length, "steps": steps,
-                  "threshold": threshold, "batch_size": batch_size}
-    results = evaluate_model(
-        loaded, tokenizer, spec, task_items, out_dir=out, seeds=[42 + i for i in range(seeds)], fast=fast,
-        generation=generation, system_prompt=system_prompt, shots=shots,
-        metadata={"model": model, "adapter": adapter, "fast": fast},
-    )
-    typer.echo(results_markdown(results))
-    typer.echo(f"results: {out / 'results.json'}")
+    return loaded.to(PartialState().device), tokenizer, spec
 
 
 @app.command("train", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

@@ -3,7 +3,13 @@
 Layout of an evaluation folder (everything needed to resume or audit a run):
 
     OUT/completions/<task>-seed<seed>.rank<r>.jsonl   one line per item, appended as it is generated
-    OUT/results.json, OUT/results.md                   per task and seed, mean and standard error
+    OUT/results.json, OUT/results.md                   per task and seed, mean and standard error, and
+                                                       the accuracy under each scoring protocol (columns)
+    OUT/disagreements.jsonl                            items the dlmtune and d1 scorers judge differently
+
+Each completion is kept twice: clean (cut at the first stop token, special tokens dropped) and raw (the
+whole generated span decoded with special tokens, as d1 scores it); `protocol` picks the prompts and the
+primary score, and both protocols' scores are stored (dlmtune.tasks.protocols.columns).
 
 Resuming: items whose index already appears in a completions file are skipped, so a re-run with the
 same folder continues where an interrupted one stopped (a torn last line from a kill is ignored).
@@ -37,6 +43,7 @@ from dlmtune.models.spec import DLMSpec
 from dlmtune.sampling import decode_completions, generate
 from dlmtune.tasks import get_task
 from dlmtune.tasks.base import Score
+from dlmtune.tasks.protocols.columns import COLUMNS, column_accuracies, disagreements, score_columns
 
 FAST_THRESHOLD = 0.9
 
@@ -141,17 +148,20 @@ def _generate_batch(model, tokenizer, spec: DLMSpec, prompts: list[str], setting
         shift_logits=spec.shift_logits,
         generator=generator,
     )
-    return decode_completions(tokenizer, output, input_ids.shape[1], spec.stop_token_ids)
+    raw = tokenizer.batch_decode(output[:, input_ids.shape[1]:], skip_special_tokens=False)
+    return decode_completions(tokenizer, output, input_ids.shape[1], spec.stop_token_ids), raw
 
 
 def run_task_seed(
     model, tokenizer, spec: DLMSpec, task_name: str, items: list[dict], seed: int, settings: GenerationSettings,
     out_dir: Path, *, system_prompt: str | None = None, shots: Sequence[dict] = (), rank: int = 0,
-    world_size: int = 1, progress: bool = True, identity: dict | None = None,
+    world_size: int = 1, progress: bool = True, identity: dict | None = None, protocol: str = "dlmtune",
 ) -> float:
     """Generate and score this rank's share of `items` not yet done; returns generation seconds.
-    `identity` (e.g. model and adapter) joins the settings that a resumed run must share (module doc)."""
-    task = get_task(task_name)
+    `identity` (e.g. model and adapter) joins the settings that a resumed run must share (module doc).
+    `protocol` ("dlmtune", "d1") decides the prompt and the primary score; both protocols' are recorded."""
+    task = get_task(task_name, protocol)
+    identity = _with_protocol(identity, protocol)
     folder = out_dir / "completions"
     folder.mkdir(parents=True, exist_ok=True)
     stem = f"{task_name}-seed{seed}"
@@ -169,13 +179,13 @@ def run_task_seed(
     bar = tqdm(total=len(todo), desc=f"{task_name} seed {seed}", unit="item", disable=not progress or not todo)
     for batch in _batches(todo, lengths, settings.batch_size):
         start = time.perf_counter()
-        completions = _generate_batch(model, tokenizer, spec, [prompts[i] for i in batch], settings, generator)
+        completions, raws = _generate_batch(model, tokenizer, spec, [prompts[i] for i in batch], settings, generator)
         elapsed += time.perf_counter() - start
         records = []
-        for index, completion in zip(batch, completions, strict=True):
-            score = task.score(completion, items[index])
-            records.append({"index": index, "completion": completion, "extracted": score.extracted,
-                            "correct": score.correct, "total": score.total})
+        for index, completion, raw in zip(batch, completions, raws, strict=True):
+            scores = score_columns(task_name, completion, raw, items[index])
+            records.append({"index": index, "completion": completion, "raw_completion": raw,
+                            **scores[task.protocol], "scores": scores})
         append_jsonl(path, records)
         bar.update(len(batch))
     bar.close()
@@ -202,6 +212,11 @@ def few_shot_items(task_name: str, k: int, exclude: list[dict], seed: int = 1234
     return [item for item in candidates if json.dumps(item, sort_keys=True) not in excluded][:k]
 
 
+def _with_protocol(identity: dict | None, protocol: str) -> dict | None:
+    """The identity a run's completions are checked against; a non-default protocol (other prompts) joins it."""
+    return identity if protocol == "dlmtune" else {**(identity or {}), "protocol": protocol}
+
+
 def _mean_stderr(values: list[float]) -> tuple[float, float]:
     mean = sum(values) / len(values)
     if len(values) < 2:
@@ -218,27 +233,29 @@ def aggregate(out_dir: Path, task_items: dict[str, list[dict]], seeds: Sequence[
         per_seed = {}
         for seed in seeds:
             records = _read_done(out_dir / "completions", f"{task_name}-seed{seed}")
-            scores = [
-                Score(correct=r["correct"], total=r["total"], extracted=r.get("extracted"))
-                for i, r in sorted(records.items())
-                if i < len(items)
-            ]
+            kept = [r for i, r in sorted(records.items()) if i < len(items)]
+            scores = [Score(correct=r["correct"], total=r["total"], extracted=r.get("extracted")) for r in kept]
             summary = task.summarize(scores) if scores else {"accuracy": float("nan"), "n": 0}
             summary["complete"] = all(i in records for i in range(len(items)))
+            summary["columns"] = column_accuracies(kept)
             per_seed[str(seed)] = summary
         accuracies = [s["accuracy"] for s in per_seed.values() if s["n"]]
         mean, stderr = _mean_stderr(accuracies) if accuracies else (float("nan"), float("nan"))
-        results[task_name] = {"per_seed": per_seed, "mean": mean, "stderr": stderr, "n_items": len(items)}
+        columns = {c: _mean_stderr([s["columns"][c] for s in per_seed.values()])[0] for c in COLUMNS}
+        results[task_name] = {"per_seed": per_seed, "mean": mean, "stderr": stderr, "n_items": len(items),
+                              "columns": columns}
     return results
 
 
 def results_markdown(results: dict[str, Any], title: str = "Evaluation") -> str:
-    lines = [f"# {title}", "", "| task | items | seeds | accuracy (mean ± s.e.) | per seed |", "|---|---|---|---|---|"]
+    """One row per task; the columns "dlmtune" and "d1" score the same completions under each protocol."""
+    lines = [f"# {title}", "", "| task | items | seeds | accuracy (mean ± s.e.) | per seed | dlmtune | d1 |",
+             "|---|---|---|---|---|---|---|"]
     for task_name, r in results.items():
         per_seed = ", ".join(f"{seed}: {s['accuracy']:.4f}" for seed, s in r["per_seed"].items())
-        lines.append(
-            f"| {task_name} | {r['n_items']} | {len(r['per_seed'])} | {r['mean']:.4f} ± {r['stderr']:.4f} | {per_seed} |"
-        )
+        columns = " | ".join(f"{r.get('columns', {}).get(c, float('nan')):.4f}" for c in COLUMNS)
+        lines.append(f"| {task_name} | {r['n_items']} | {len(r['per_seed'])} | {r['mean']:.4f} ± {r['stderr']:.4f} "
+                     f"| {per_seed} | {columns} |")
     return "\n".join(lines) + "\n"
 
 
@@ -246,7 +263,7 @@ def evaluate_model(
     model, tokenizer, spec: DLMSpec, task_items: dict[str, list[dict]], *, out_dir: str | Path,
     seeds: Sequence[int] = (42,), fast: bool = False, generation: dict[str, Any] | None = None,
     system_prompt: str | None = None, shots: int = 0, shots_from: dict[str, list[dict]] | None = None,
-    progress: bool = True, metadata: dict | None = None,
+    progress: bool = True, metadata: dict | None = None, protocol: str = "dlmtune",
 ) -> dict[str, Any]:
     """Evaluate `model` on every task and seed; writes and returns the results (resumable, see module doc)."""
     from accelerate import PartialState
@@ -259,7 +276,8 @@ def evaluate_model(
     for task_name, items in task_items.items():
         given = (shots_from or {}).get(task_name)
         shot_items[task_name] = given[:shots] if given else few_shot_items(task_name, shots, exclude=items) if shots else ()
-        config = _run_config(settings[task_name], system_prompt, shot_items[task_name], metadata)
+        config = _run_config(settings[task_name], system_prompt, shot_items[task_name],
+                             _with_protocol(metadata, protocol))
         for seed in seeds:  # refuse a mismatched resume before generating anything
             _check_run_config(out_dir / "completions", f"{task_name}-seed{seed}", config, record=False)
     timings: dict[str, float] = {}
@@ -269,7 +287,7 @@ def evaluate_model(
                 model, tokenizer, spec, task_name, items, seed, settings[task_name], out_dir,
                 system_prompt=system_prompt, shots=shot_items[task_name], rank=state.process_index,
                 world_size=state.num_processes, progress=progress and state.is_local_main_process,
-                identity=metadata,
+                identity=metadata, protocol=protocol,
             )
             timings[task_name] = timings.get(task_name, 0.0) + seconds
     state.wait_for_everyone()
@@ -281,4 +299,15 @@ def evaluate_model(
         payload = {"metadata": metadata or {}, "tasks": results}
         write_json_atomic(out_dir / "results.json", payload)
         write_text_atomic(out_dir / "results.md", results_markdown(results))
+        _write_disagreements(out_dir, task_items, seeds)
     return results
+
+
+def _write_disagreements(out_dir: Path, task_items: dict[str, list[dict]], seeds: Sequence[int]) -> None:
+    """OUT/disagreements.jsonl: every item the two scoring protocols judge differently (module doc)."""
+    found = []
+    for task_name, items in task_items.items():
+        for seed in seeds:
+            records = _read_done(out_dir / "completions", f"{task_name}-seed{seed}")
+            found += disagreements(task_name, seed, [r for i, r in sorted(records.items()) if i < len(items)])
+    write_text_atomic(out_dir / "disagreements.jsonl", "".join(json.dumps(r) + "\n" for r in found))

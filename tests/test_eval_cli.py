@@ -22,9 +22,10 @@ from dlmtune.tasks import TASKS
 
 SEEDS = ("42", "43")
 LIMIT = 2
-# gen 8 in one block of 8 with 4 steps: a handful of micro-model forwards per batch.
+# gen 8 in one block of 8 with 4 steps: a handful of micro-model forwards per batch; random remasking so
+# that two seeds are allowed (deterministic decoding refuses them: test_eval_runs.py).
 FAST_FLAGS = ["--limit", str(LIMIT), "--seeds", "2", "--gen-length", "8", "--block-length", "8", "--steps", "4",
-              "--batch-size", "2"]
+              "--batch-size", "2", "--remasking", "random"]
 
 GSM8K_ROWS = [
     {"question": "Tom has 3 apples and buys 4 more. How many apples does he have?",
@@ -101,8 +102,7 @@ def test_results_json_has_every_task_and_seed_with_mean_and_stderr(full_run):
             assert 0.0 <= r["per_seed"][seed]["accuracy"] <= 1.0
         assert r["mean"] == pytest.approx(sum(accuracies) / len(accuracies))
         assert r["stderr"] >= 0.0
-        # temperature 0 + low-confidence remasking is deterministic: the seeds agree (module doc of evaluate)
-        assert r["stderr"] == pytest.approx(0.0)
+        assert set(r["columns"]) == {"dlmtune", "d1"}
         assert (r["generation"]["gen_length"], r["generation"]["block_length"], r["generation"]["steps"]) == (8, 8, 4)
 
 
@@ -124,8 +124,10 @@ def test_one_completion_line_per_item_and_seed(full_run):
         records = [json.loads(line) for line in text.splitlines()]
         assert sorted(r["index"] for r in records) == list(range(LIMIT))
         for r in records:
-            assert set(r) == {"index", "completion", "extracted", "correct", "total"}
+            assert set(r) == {"index", "completion", "raw_completion", "extracted", "correct", "total", "scores"}
             assert isinstance(r["completion"], str)
+            assert r["raw_completion"].startswith(r["completion"][:1])  # the clean decode is a cut of the raw one
+            assert (r["correct"], r["total"]) == (r["scores"]["dlmtune"]["correct"], r["scores"]["dlmtune"]["total"])
 
 
 def test_fixture_files_are_the_items_evaluated(full_run):

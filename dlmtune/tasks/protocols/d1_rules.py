@@ -11,6 +11,7 @@ import ast
 import math
 import operator
 import re
+import warnings
 
 _UNCLOSED = None  # what `last_box` returns when d1's reader finds an unclosed box
 
@@ -211,7 +212,10 @@ def countdown_value(expression: str) -> complex:
     if not re.match(r"^[\d+\-*/().\s]+$", expression):  # QUIRK: "$" also accepts a trailing newline
         return math.inf
     try:
-        value = _value(ast.parse(expression.strip(), mode="eval"))
+        with warnings.catch_warnings():  # "3(4)" parses with a SyntaxWarning, then fails like d1's eval
+            warnings.simplefilter("ignore", SyntaxWarning)
+            tree = ast.parse(expression.strip(), mode="eval")
+        value = _value(tree)
     except (SyntaxError, TypeError, ValueError, ArithmeticError, RecursionError, MemoryError):
         return math.inf
     return value

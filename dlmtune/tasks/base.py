@@ -1,9 +1,10 @@
-"""What every evaluation task shares: the d1 prompt and response format, scores, loading, summaries.
+"""What every evaluation task shares: the prompt and response format, scores, loading, summaries.
 
-Prompt (d1 eval/): the user turn is system prompt + "\\n\\n" + question (the bare question when the
-system prompt is ""), rendered with the chat template and its generation prompt, then "<reasoning>"
-appended so the model starts inside its reasoning. A k-shot prompt puts solved items first as earlier
-user/assistant turns, each user turn built the same way.
+Prompt (layout as in d1's eval/; the system prompts here are dlmtune's own wording, d1's verbatim ones
+are in dlmtune.tasks.protocols): the user turn is system prompt + "\\n\\n" + question (the bare question
+when the system prompt is ""), rendered with the chat template and its generation prompt, then
+"<reasoning>" appended so the model starts inside its reasoning. A k-shot prompt puts solved items first
+as earlier user/assistant turns, each user turn built the same way (d1's one-turn layout: protocol "d1").
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Countdown with three numbers (d1): an arithmetic expression using each given number once.
 
-Checker (d1): the last \\boxed{} else the <answer> text; LaTeX operators become + - * /; a trailing
+Checker (dlmtune's, stricter than d1's: protocols/d1_rules.py): the last \\boxed{} else the <answer> text; LaTeX operators become + - * /; a trailing
 "= number" is dropped; the expression may hold only digits, + - * / ( ) . and spaces; its integers
 must be exactly the given numbers (as a multiset); correct when its value is within 1e-5 of the target.
 The expression is evaluated by walking its syntax tree, never with eval().

@@ -1,8 +1,8 @@
 """GSM8K: grade-school word problems with a numeric answer.
 
-Gold: the number after "####" in the reference solution. Prediction (d1, plus a last resort): the first
-\\boxed{} whose content is a number, else the last number inside <answer>, else the last number in the
-completion. Correct when the two numbers are equal.
+Gold: the number after "####" in the reference solution. Prediction (dlmtune's; d1's own reading is in
+protocols/d1_rules.py): the first \\boxed{} whose content is a number, else the last number inside
+<answer>, else the last number in the completion. Correct when the two numbers are equal.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""4x4 Sudoku (d1): the model fills the empty cells; scored per empty cell, not per puzzle."""
+"""4x4 Sudoku (as in d1): the model fills the empty cells; scored per empty cell, not per puzzle."""
 
 from __future__ import annotations
 

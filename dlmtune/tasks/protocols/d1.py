@@ -3,6 +3,9 @@
 What changes against dlmtune's protocol: d1's system prompts (d1_prompts), k-shot examples inside the
 one user turn, and d1's readers and comparisons (d1_rules), applied to the raw decode with special
 tokens kept (`raw_decode`). Item fields, loading and generation defaults are the tasks' own.
+Where d1's k-shot code differs from its intent, the intent is kept: its GSM8K and Sudoku loaders of
+examples never fire (eval/gsm8k.py tests the wrong object), so its k-shot prompts there hold only the
+"Question: ... Answer:" frame; here they hold the k examples, in d1's layout.
 """
 
 from __future__ import annotations

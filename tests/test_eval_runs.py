@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -129,3 +130,29 @@ def test_disagreements_and_column_accuracies_from_records():
     assert [r["index"] for r in disagreements("gsm8k", 42, records)] == [1]
     assert column_accuracies(records) == {"dlmtune": 1.0, "d1": 0.5}
     assert math.isnan(column_accuracies([{"index": 0}])["d1"])  # records from before the columns existed
+
+
+def test_cli_testset_file_missing_names_the_download(two_runs, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["eval", "--model", str(two_runs / "run-seed0"), "--testset", "d1",
+                                      "--out", str(tmp_path / "out"), *FLAGS])
+    assert result.exit_code == 2
+    assert "4x4_test_sudoku.csv" in result.output and "dllm-reasoning/d1" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_k_shot_examples_come_from_the_file(two_runs, tmp_path):
+    """--shots 1 --shots-from FILE in d1's protocol: the example drawn from the file (never an evaluated
+    item) is what the completions were made with."""
+    fixtures = Path(__file__).parent / "tasks" / "fixtures"
+    out = tmp_path / "shots"
+    result = CliRunner().invoke(app, [
+        "eval", "--model", str(two_runs / "run-seed0"), "--tasks", "gsm8k", "--limit", "1", "--gen-length", "8",
+        "--block-length", "8", "--protocol", "d1", "--data", f"gsm8k={fixtures / 'gsm8k_test.jsonl'}",
+        "--shots", "1", "--shots-from", str(fixtures / "gsm8k_test.jsonl"), "--out", str(out)])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    config = json.loads((out / "completions" / "gsm8k-seed42.config.json").read_text())
+    evaluated = json.loads((out / "completions" / "gsm8k-seed42.rank0.jsonl").read_text().splitlines()[0])
+    assert len(config["shots"]) == 1 and config["identity"]["protocol"] == "d1"
+    assert config["shots"][0]["question"] != "A shelf holds 4 rows of 6 jars. How many jars are on the shelf?"
+    assert evaluated["index"] == 0 and set(evaluated["scores"]) == {"dlmtune", "d1"}

@@ -206,7 +206,7 @@ def few_shot_items(task_name: str, k: int, exclude: list[dict], seed: int = 1234
     draw them from the offline generator; other tasks need `shots_from` (a file of solved items)."""
     task = get_task(task_name)
     if not hasattr(task, "generate"):
-        raise ValueError(f"{task_name}: k-shot prompts need solved examples; pass --shots-from FILE")
+        raise ValueError(f"{task_name}: k-shot prompts need solved examples; pass --shots-from FILE, HUB_ID or train")
     excluded = {json.dumps(item, sort_keys=True) for item in exclude}
     candidates = task.generate(k + len(exclude), seed)
     return [item for item in candidates if json.dumps(item, sort_keys=True) not in excluded][:k]

@@ -22,7 +22,8 @@ own file; the main process aggregates all files once everyone is done.
 
 Seeds drive the sampler's randomness (Gumbel noise at temperature > 0, "random" remasking). With the
 papers' setting (temperature 0, low-confidence remasking) generation is deterministic, so all seeds
-agree and the standard error is 0: that is a property of the protocol, not a bug.
+agree and the standard error is 0: that is a property of the protocol, not a bug, and `dlmtune eval`
+refuses such seeds; the uncertainty of the papers is over training runs (dlmtune.eval_runs).
 """
 
 from __future__ import annotations

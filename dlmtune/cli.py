@@ -9,6 +9,9 @@ import typer
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Fine-tune and evaluate diffusion language models.")
 
 
+TRUST_REMOTE_CODE_HELP = "Run the model's own code (its config.json auto_map); off by default: LLaDA and Dream load natively."
+
+
 def _split_csv(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
@@ -41,6 +44,7 @@ def eval_command(
     shots: int = typer.Option(0, help="k-shot prompting (0 = zero-shot, the papers' main protocol)."),
     system_prompt: str | None = typer.Option(None, help="Replace the d1 system prompt ('' for none)."),
     dtype: str | None = typer.Option(None, help="float32, bfloat16 or float16 (default: the model's)."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help=TRUST_REMOTE_CODE_HELP),
 ) -> None:
     """Evaluate a model (optionally base + LoRA adapter) on the reasoning benchmarks."""
     from accelerate import PartialState
@@ -59,11 +63,7 @@ def eval_command(
     unknown = set(sources) - set(task_names)
     if unknown:
         raise typer.BadParameter(f"--data names tasks not in --tasks: {sorted(unknown)}", param_hint="--data")
-    loaded, tokenizer, spec = load_model(model, dtype=dtype)
-    if adapter:
-        from peft import PeftModel
-
-        loaded = PeftModel.from_pretrained(loaded, adapter)
+    loaded, tokenizer, spec = load_model(model, dtype=dtype, adapter=adapter, trust_remote_code=trust_remote_code)
     loaded = loaded.to(PartialState().device)
     task_items = {name: load_task_items(name, sources.get(name), limit) for name in task_names}
     generation = {"gen_length": gen_length, "block_length": block_length, "steps": steps,
@@ -193,13 +193,14 @@ def entropy_command(
     data: str = typer.Option(..., help="A generated task (sudoku, countdown) or any data source train reads."),
     out: Path = typer.Option(Path("entropy.png"), help="PNG to write (an .html of the example goes beside it)."),
     limit: int = typer.Option(64, help="Examples to measure."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help=TRUST_REMOTE_CODE_HELP),
 ) -> None:
     """The papers' Figure 2: answer tokens ranked by entropy under the model, and one shaded example."""
     from dlmtune.data import DataError
     from dlmtune.entropy_picture import entropy_command as run
 
     try:
-        ranking = run(model, data, out, limit)
+        ranking = run(model, data, out, limit, trust_remote_code=trust_remote_code)
     except DataError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
@@ -214,11 +215,12 @@ def merge_command(
     out: Path = typer.Option(..., help="Folder for the merged model and tokenizer (must not exist or be empty)."),
     base: str | None = typer.Option(None, help="Base model folder, Hub id or preset:<name> (default: the adapter's)."),
     dtype: str | None = typer.Option(None, help="float32, bfloat16 or float16 (default: the model's)."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help=TRUST_REMOTE_CODE_HELP),
 ) -> None:
     """Fold a LoRA adapter into its base model and save a plain model folder (e.g. as the start of RL)."""
     from dlmtune.models.lora import merge_adapter
 
-    typer.echo(f"merged model written to {merge_adapter(base, adapter, out, dtype=dtype)}")
+    typer.echo(f"merged model written to {merge_adapter(base, adapter, out, dtype=dtype, trust_remote_code=trust_remote_code)}")
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ from dlmtune.models.loading import load_model
 from dlmtune.tokenizer import build_tokenizer
 
 from .conftest import write_remote_code_model
-from .official_layout import write_official_llada
+from .official_layout import remote_code_ran, write_official_llada
 
 IDS = torch.tensor([[5, 40, 41, 42, 1, 1, 43, 0]])
 
@@ -108,3 +108,12 @@ def test_folder_without_config_is_refused(tmp_path):
         load_model(str(tmp_path))
     with pytest.raises(FileNotFoundError, match="is a file, not a model folder"):
         load_model(str(tmp_path / "weights.bin"))
+
+
+def test_trusting_a_known_family_runs_its_own_code_and_names_a_working_version(official_folder):
+    """With the flag the checkpoint's own modules are imported (here: stand-ins that only leave a marker, so
+    loading fails); the error says which transformers the family's code needs."""
+    assert not remote_code_ran(official_folder)
+    with pytest.raises(RuntimeError, match=r"own code failed under the installed transformers .*(4\.57|written for)"):
+        load_model(str(official_folder), trust_remote_code=True)
+    assert remote_code_ran(official_folder)

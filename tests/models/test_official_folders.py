@@ -17,7 +17,7 @@ from dlmtune.cli import app
 from dlmtune.models.loading import load_model
 from dlmtune.train import load_config, run_training
 
-from .conftest import OFFICIAL_WRITERS, write_remote_code_model
+from .conftest import OFFICIAL_WRITERS
 from .official_layout import remote_code_ran
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"

@@ -93,6 +93,9 @@ def official_llada_name(native: str) -> str:
 def _write(folder: Path, config: dict, state: dict[str, torch.Tensor], modules: tuple[str, ...], tokenizer) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps(config, indent=2))
+    if config["model_type"] == "Dream":  # Dream's own from_pretrained requires it
+        ids = {k: config[k] for k in ("bos_token_id", "eos_token_id", "pad_token_id", "mask_token_id")}
+        (folder / "generation_config.json").write_text(json.dumps({**ids, "transformers_version": "4.46.2"}))
     save_file({k: v.contiguous() for k, v in state.items()}, folder / "model.safetensors", metadata={"format": "pt"})
     for module in modules:
         (folder / module).write_text(MARKER_MODULE.format(marker=str((folder / MARKER).resolve())))

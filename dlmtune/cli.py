@@ -9,6 +9,9 @@ import typer
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Fine-tune and evaluate diffusion language models.")
 
 
+TRUST_REMOTE_CODE_HELP = "Run the model's own code (its config.json auto_map); off by default: LLaDA and Dream load natively."
+
+
 def _split_csv(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
@@ -47,6 +50,7 @@ def eval_command(
     temperature: float = typer.Option(0.0, help="Sampling temperature (0 = greedy, the papers')."),
     remasking: str = typer.Option("low_confidence", help="low_confidence (the papers') or random."),
     dtype: str | None = typer.Option(None, help="float32, bfloat16 or float16 (default: the model's)."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help=TRUST_REMOTE_CODE_HELP),
 ) -> None:
     """Evaluate a model (optionally base + LoRA adapter), or several training runs, on the reasoning benchmarks."""
     from dlmtune.eval_runs import check_seeds, evaluate_runs, expand_runs, runs_markdown
@@ -94,28 +98,24 @@ def eval_command(
     runs = [(m, a) for m in models for a in adapters]
     if len(runs) == 1 and len(lengths) == 1:
         (run_model, run_adapter), = runs
-        loaded, tokenizer, spec = _load_run(run_model, run_adapter, dtype)
+        loaded, tokenizer, spec = _load_run(run_model, run_adapter, dtype, trust_remote_code)
         results = evaluate_model(loaded, tokenizer, spec, task_items, out_dir=out, generation=generation,
                                  metadata={"model": run_model, "adapter": run_adapter, "fast": fast}, **options)
         typer.echo(results_markdown(results))
     else:
-        summary = evaluate_runs(runs, lengths, lambda m, a: _load_run(m, a, dtype), task_items, out, generation,
+        summary = evaluate_runs(runs, lengths, lambda m, a: _load_run(m, a, dtype, trust_remote_code), task_items, out, generation,
                                 {"fast": fast, "testset": testset}, **options)
         typer.echo(runs_markdown(summary, [a or m for m, a in runs], lengths))
     typer.echo(f"results: {out / 'results.json'}")
 
 
-def _load_run(model: str, adapter: str | None, dtype: str | None):
+def _load_run(model: str, adapter: str | None, dtype: str | None, trust_remote_code: bool):
     """(model, tokenizer, spec) of one run: a model, optionally with a PEFT adapter, on this process's device."""
     from accelerate import PartialState
 
     from dlmtune.models.loading import load_model
 
-    loaded, tokenizer, spec = load_model(model, dtype=dtype)
-    if adapter:
-        from peft import PeftModel
-
-        loaded = PeftModel.from_pretrained(loaded, adapter)
+    loaded, tokenizer, spec = load_model(model, dtype=dtype, adapter=adapter, trust_remote_code=trust_remote_code)
     return loaded.to(PartialState().device), tokenizer, spec
 
 
@@ -235,13 +235,14 @@ def entropy_command(
     data: str = typer.Option(..., help="A generated task (sudoku, countdown) or any data source train reads."),
     out: Path = typer.Option(Path("entropy.png"), help="PNG to write (an .html of the example goes beside it)."),
     limit: int = typer.Option(64, help="Examples to measure."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help=TRUST_REMOTE_CODE_HELP),
 ) -> None:
     """The papers' Figure 2: answer tokens ranked by entropy under the model, and one shaded example."""
     from dlmtune.data import DataError
     from dlmtune.entropy_picture import entropy_command as run
 
     try:
-        ranking = run(model, data, out, limit)
+        ranking = run(model, data, out, limit, trust_remote_code=trust_remote_code)
     except DataError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
@@ -256,11 +257,12 @@ def merge_command(
     out: Path = typer.Option(..., help="Folder for the merged model and tokenizer (must not exist or be empty)."),
     base: str | None = typer.Option(None, help="Base model folder, Hub id or preset:<name> (default: the adapter's)."),
     dtype: str | None = typer.Option(None, help="float32, bfloat16 or float16 (default: the model's)."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help=TRUST_REMOTE_CODE_HELP),
 ) -> None:
     """Fold a LoRA adapter into its base model and save a plain model folder (e.g. as the start of RL)."""
     from dlmtune.models.lora import merge_adapter
 
-    typer.echo(f"merged model written to {merge_adapter(base, adapter, out, dtype=dtype)}")
+    typer.echo(f"merged model written to {merge_adapter(base, adapter, out, dtype=dtype, trust_remote_code=trust_remote_code)}")
 
 
 def main() -> None:

@@ -152,7 +152,8 @@ def render(records: list[AnswerEntropy], tokenizer, path: str | Path, title: str
     return [(label, count, mean) for label, (_, count, mean) in zip(labels, ranked, strict=True)]
 
 
-def entropy_command(model_name: str, data: str, out: str | Path, limit: int = 64) -> list[tuple[str, int, float]]:
+def entropy_command(model_name: str, data: str, out: str | Path, limit: int = 64,
+                    trust_remote_code: bool = False) -> list[tuple[str, int, float]]:
     """`dlmtune entropy`: load the model and the examples, measure, render. `data` is a generated task's name
     (its validation split) or any source `dlmtune train` reads (file, folder, Hub id), read the same way."""
     from dlmtune.data import DataConfig, encode_example, load_records
@@ -163,11 +164,11 @@ def entropy_command(model_name: str, data: str, out: str | Path, limit: int = 64
 
     title = Path(model_name).name
     if data in GENERATORS:
-        model, tokenizer, spec = load_model(model_name)
+        model, tokenizer, spec = load_model(model_name, trust_remote_code=trust_remote_code)
         return picture_for_examples(model, tokenizer, spec, sft_examples(data, limit, seed=0, split="val"), out,
                                     title=title, limit=limit)
     config = DataConfig(source=data, limit=limit)
     parts = [example_parts(record, config) for record in load_records(config)]  # bad data fails before loading
-    model, tokenizer, spec = load_model(model_name)
+    model, tokenizer, spec = load_model(model_name, trust_remote_code=trust_remote_code)
     sequences = [encode_example(tokenizer, messages, response, max_length=sys.maxsize) for messages, response in parts]
     return picture_for_sequences(model, tokenizer, spec, sequences, out, title=title)

@@ -38,7 +38,7 @@ class ModelConfig:
 
     name_or_path: str = "preset:tiny"  # a save_pretrained folder, a Hub id, or preset:NAME
     dtype: str | None = None  # float32 / bfloat16 / float16 / auto (None: the checkpoint's)
-    trust_remote_code: bool | None = None  # None: automatic, when the config has an auto_map (LLaDA, Dream)
+    trust_remote_code: bool = False  # run the model's own code (auto_map); LLaDA and Dream load natively
     attn_implementation: str | None = None
     mask_token_id: int | None = None
     eos_token_id: int | None = None

@@ -2,8 +2,8 @@
 
 The LoraConfig sets no task type: PEFT's CAUSAL_LM wrapper assumes a left-to-right LM (labels shifting,
 generation hooks), while a dLLM is a bidirectional denoiser called with plain input_ids. q_proj/k_proj/
-v_proj are the attention projections' names in LLaDA's remote code (LLaDALlamaBlock), in Dream (Qwen2
-layout) and in the built-in Llama presets, so the defaults fit all three.
+v_proj are the attention projections' names in LLaDA's official code (LLaDALlamaBlock), in the native
+LLaDA and Dream classes (Llama / Qwen2 layout) and in the built-in presets, so the defaults fit all.
 """
 
 from __future__ import annotations
@@ -60,16 +60,18 @@ def linear_module_names(model: torch.nn.Module) -> list[str]:
                    if isinstance(module, torch.nn.Linear)})
 
 
-def merge_adapter(base: str | None, adapter: str, out: str | os.PathLike, dtype: str | torch.dtype | None = None) -> Path:
+def merge_adapter(base: str | None, adapter: str, out: str | os.PathLike, dtype: str | torch.dtype | None = None,
+                  trust_remote_code: bool = False) -> Path:
     """Fold a LoRA adapter into its base and save a plain model + tokenizer folder at `out`.
 
-    `base=None` uses the base the adapter records. The folder is written under a temporary name beside
+    `base=None` uses the base the adapter records; its own code runs only with `trust_remote_code`. The folder is written under a temporary name beside
     `out` and renamed at the end, so an interrupted merge leaves no half-written model behind.
     """
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f"{out} already exists and is not empty; choose another --out")
-    model, tokenizer, _ = load_model(base or adapter_base(adapter), dtype=dtype, adapter=adapter)
+    model, tokenizer, _ = load_model(base or adapter_base(adapter), dtype=dtype, adapter=adapter,
+                                     trust_remote_code=trust_remote_code)
     merged = model.merge_and_unload()
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))

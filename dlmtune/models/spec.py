@@ -1,10 +1,11 @@
 """What the method needs to know about a dLLM, beyond its weights.
 
 Known families are recognised from `config.model_type` (facts from ML-GSAI/LLaDA and HKUNLP/Dream):
-LLaDA's mask id is 126336 (EOS 126081, EoT 126348) and its logits are aligned; Dream's mask id is
-151666 (EOS/pad 151643) and it predicts position i from hidden state i-1, so its logits are shifted.
-Anything else is described by its tokenizer (which must define a mask token) or by explicit overrides
-from the config file.
+LLaDA's logits are aligned, Dream predicts position i from hidden state i-1, so its logits are shifted.
+Special ids come first from explicit overrides, then from the checkpoint (its config.json's
+mask/eos/pad ids, then its tokenizer), and only then from the family's constants (LLaDA: mask 126336, EOS
+126081, EoT 126348; Dream: mask 151666, EOS/pad 151643), so a small test copy with its own vocabulary
+is described by its own ids. A model with no mask id anywhere is refused.
 """
 
 from __future__ import annotations
@@ -49,11 +50,13 @@ def family_of(config: Any) -> str:
 def describe(config: Any, tokenizer: Any, overrides: dict[str, Any] | None = None, source: str = "model") -> DLMSpec:
     """The DLMSpec of a model from its config, its tokenizer and explicit overrides (highest priority)."""
     family = family_of(config)
-    values: dict[str, Any] = dict(FAMILIES.get(family, {}))
+    constants = FAMILIES.get(family, {})
+    values: dict[str, Any] = {"shift_logits": constants.get("shift_logits", False)}
     for key in ("mask_token_id", "eos_token_id", "pad_token_id"):
-        token_id = getattr(tokenizer, key, None)
-        if key not in values and token_id is not None:
-            values[key] = int(token_id)
+        found = [_single_id(getattr(holder, key, None)) for holder in (config, tokenizer)]
+        values[key] = next((i for i in found if i is not None), constants.get(key))
+    if values["eos_token_id"] == constants.get("eos_token_id"):
+        values["stop_token_ids"] = constants.get("stop_token_ids")  # e.g. LLaDA's EoT, in LLaDA's vocabulary
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     if values.get("mask_token_id") is None:
         raise ValueError(
@@ -68,6 +71,13 @@ def describe(config: Any, tokenizer: Any, overrides: dict[str, Any] | None = Non
         values["pad_token_id"] = values["eos_token_id"]
     values["stop_token_ids"] = tuple(values.get("stop_token_ids") or (values["eos_token_id"],))
     return DLMSpec(family=family, **values)
+
+
+def _single_id(value: Any) -> int | None:
+    """A token id from a config or tokenizer attribute (configs may list several EOS ids: the first)."""
+    if isinstance(value, list | tuple):
+        value = value[0] if value else None
+    return None if value is None else int(value)
 
 
 def with_overrides(spec: DLMSpec, **overrides: Any) -> DLMSpec:

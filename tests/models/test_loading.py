@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from transformers import LlamaForCausalLM
@@ -10,6 +12,7 @@ from dlmtune.models.loading import load_model
 from dlmtune.tokenizer import build_tokenizer
 
 from .conftest import write_remote_code_model
+from .official_layout import remote_code_ran, write_official_llada
 
 IDS = torch.tensor([[5, 40, 41, 42, 1, 1, 43, 0]])
 
@@ -54,7 +57,7 @@ def test_saved_folder_round_trip_gives_identical_logits(tmp_path):
 def test_remote_code_folder_loads_offline(tmp_path, causal_lm_entry):
     """Dream-like maps only AutoModel, so asking AutoModelForCausalLM for it would fail."""
     folder = write_remote_code_model(tmp_path / "tinydlm", causal_lm_entry=causal_lm_entry)
-    model, tokenizer, spec = load_model(str(folder))  # trust_remote_code detected from auto_map
+    model, tokenizer, spec = load_model(str(folder), trust_remote_code=True)
     assert type(model).__name__ == "TinyDLMModel" and type(model).__module__.startswith("transformers_modules")
     assert spec.family == "generic" and spec.mask_token_id == tokenizer.mask_token_id
     logits = _logits(model)
@@ -64,18 +67,24 @@ def test_remote_code_folder_loads_offline(tmp_path, causal_lm_entry):
     assert not torch.allclose(_logits(model, changed)[0, 0], logits[0, 0])  # bidirectional: the end reaches 0
 
 
-def test_remote_code_refused_when_not_trusted(remote_code_folder):
-    with pytest.raises(ValueError, match="trust_remote_code=False forbids running it"):
-        load_model(str(remote_code_folder), trust_remote_code=False)
+def test_unknown_remote_code_is_refused_unless_trusted(remote_code_folder):
+    for trust in ({}, {"trust_remote_code": False}):
+        with pytest.raises(ValueError, match=r"'tinydlm' exists only as the model's own code \(modeling_tinydlm.py"
+                                             r".*--trust-remote-code \(config key model.trust_remote_code: true\)"):
+            load_model(str(remote_code_folder), **trust)
 
 
-def test_llada_model_type_gets_llada_spec_without_a_tokenizer_mask(tmp_path):
+def test_llada_without_mask_ids_falls_back_to_the_family_constants(tmp_path):
     tokenizer = build_tokenizer()
     tokenizer.mask_token = None
-    folder = write_remote_code_model(tmp_path / "lladalike", llada=True, causal_lm_entry=True, tokenizer=tokenizer)
+    folder = write_official_llada(tmp_path / "llada", tokenizer=tokenizer)
+    config = json.loads((folder / "config.json").read_text())
+    del config["mask_token_id"]
+    (folder / "config.json").write_text(json.dumps(config))
     _, loaded_tokenizer, spec = load_model(str(folder))
     assert loaded_tokenizer.mask_token_id is None
-    assert (spec.family, spec.mask_token_id, spec.stop_token_ids) == ("llada", 126336, (126081, 126348))
+    assert (spec.family, spec.mask_token_id) == ("llada", 126336)
+    assert spec.eos_token_id == tokenizer.eos_token_id and spec.stop_token_ids == (tokenizer.eos_token_id,)
 
 
 def test_model_without_mask_token_is_refused(tmp_path):
@@ -83,7 +92,7 @@ def test_model_without_mask_token_is_refused(tmp_path):
     tokenizer.mask_token = None
     folder = write_remote_code_model(tmp_path / "nomask", tokenizer=tokenizer)
     with pytest.raises(ValueError, match="cannot find a mask token.*'tinydlm' is not a known dLLM family"):
-        load_model(str(folder))
+        load_model(str(folder), trust_remote_code=True)
 
 
 @pytest.mark.parametrize("name", ["./no/such/model", "/no/such/model", "runs/a/b"])
@@ -99,3 +108,12 @@ def test_folder_without_config_is_refused(tmp_path):
         load_model(str(tmp_path))
     with pytest.raises(FileNotFoundError, match="is a file, not a model folder"):
         load_model(str(tmp_path / "weights.bin"))
+
+
+def test_trusting_a_known_family_runs_its_own_code_and_names_a_working_version(official_folder):
+    """With the flag the checkpoint's own modules are imported (here: stand-ins that only leave a marker, so
+    loading fails); the error says which transformers the family's code needs."""
+    assert not remote_code_ran(official_folder)
+    with pytest.raises(RuntimeError, match=r"own code failed under the installed transformers .*(4\.57|written for)"):
+        load_model(str(official_folder), trust_remote_code=True)
+    assert remote_code_ran(official_folder)

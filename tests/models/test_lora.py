@@ -65,7 +65,7 @@ def test_modules_to_save_train_in_full():
 
 
 def test_lora_on_remote_code_model_names_its_own_layers(remote_code_folder):
-    model, _, _ = load_model(str(remote_code_folder))
+    model, _, _ = load_model(str(remote_code_folder), trust_remote_code=True)
     lora = apply_lora(model, r=4, target_modules=["q_proj", "ff_proj"])
     assert {name.split(".")[-4] for name, p in lora.named_parameters() if p.requires_grad} == {"q_proj", "ff_proj"}
 
@@ -106,13 +106,16 @@ def test_merge_refuses_a_non_empty_out(micro_adapter, tmp_path):
     assert [p.name for p in (tmp_path / "taken").iterdir()] == ["keep.txt"]
 
 
-def test_merge_of_remote_code_model_keeps_its_code(tmp_path):
+def test_merge_of_trusted_remote_code_model_keeps_its_code(tmp_path):
     folder = write_remote_code_model(tmp_path / "tinydlm")
-    lora = _lora_with_nonzero_b(load_model(str(folder))[0], target_modules=["q_proj", "v_proj", "ff_out"])
+    model = load_model(str(folder), trust_remote_code=True)[0]
+    lora = _lora_with_nonzero_b(model, target_modules=["q_proj", "v_proj", "ff_out"])
     lora.save_pretrained(tmp_path / "adapter")
-    out = merge_adapter(str(folder), str(tmp_path / "adapter"), tmp_path / "merged")
+    with pytest.raises(ValueError, match="--trust-remote-code"):  # the base an adapter names: same rule
+        merge_adapter(None, str(tmp_path / "adapter"), tmp_path / "refused")
+    out = merge_adapter(None, str(tmp_path / "adapter"), tmp_path / "merged", trust_remote_code=True)
     assert (out / "modeling_tinydlm.py").exists()
-    merged, _, _ = load_model(str(out))
+    merged, _, _ = load_model(str(out), trust_remote_code=True)
     assert torch.allclose(_logits(merged), _logits(lora), atol=1e-5)
 
 

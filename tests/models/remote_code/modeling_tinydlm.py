@@ -21,15 +21,6 @@ class TinyDLMConfig(PretrainedConfig):
         super().__init__(**kwargs)
 
 
-class LLaDALikeConfig(TinyDLMConfig):
-    """The same network under LLaDA's model_type, so family detection sees a LLaDA."""
-
-    model_type = "llada"
-
-    def __init__(self, **kwargs):  # transformers 5 does not inherit a config's __init__ on its own
-        super().__init__(**kwargs)
-
-
 class TinyDLMBlock(nn.Module):
     def __init__(self, config):
         super().__init__()
@@ -72,7 +63,3 @@ class TinyDLMModel(PreTrainedModel):
         for block in self.blocks:
             x = block(x, keys)
         return MaskedLMOutput(logits=self.lm_head(self.norm(x)))
-
-
-class LLaDALikeModel(TinyDLMModel):
-    config_class = LLaDALikeConfig

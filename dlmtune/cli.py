@@ -6,7 +6,19 @@ from pathlib import Path
 
 import typer
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="Fine-tune and evaluate diffusion language models.")
+from dlmtune.errors import DEBUG_KEY, UserErrorGroup
+
+app = typer.Typer(cls=UserErrorGroup, no_args_is_help=True, add_completion=False,
+                  help="Fine-tune and evaluate diffusion language models.")
+
+
+@app.callback()
+def global_options(
+    ctx: typer.Context,
+    debug: bool = typer.Option(False, "--debug", help="Show the traceback of any error (before the command)."),
+) -> None:
+    """Fine-tune and evaluate diffusion language models. A user error prints one message and exits 2."""
+    ctx.meta[DEBUG_KEY] = debug
 
 
 def _split_csv(value: str) -> list[str]:
@@ -29,23 +41,29 @@ def eval_command(
     adapter: str | None = typer.Option(None, help="PEFT (LoRA) adapter folder to apply on top of --model."),
     tasks: str = typer.Option("sudoku,countdown,gsm8k,math500", help="Comma-separated task names."),
     data: list[str] = typer.Option([], help="TASK=PATH_OR_HUB_ID; default: generated (sudoku, countdown) or Hub."),
-    seeds: int = typer.Option(1, help="Number of evaluation seeds (42, 43, ...)."),
-    limit: int | None = typer.Option(None, help="Evaluate only the first N items of each task."),
+    seeds: int = typer.Option(1, min=1, help="Number of evaluation seeds (42, 43, ...)."),
+    limit: int | None = typer.Option(None, min=1, help="Evaluate only the first N items of each task."),
     fast: bool = typer.Option(False, "--fast", help="Threshold parallel decoding + prefix KV cache."),
     out: Path = typer.Option(Path("runs/eval"), help="Output folder (re-running resumes)."),
-    gen_length: int | None = typer.Option(None, help="Override the task's generation length."),
-    block_length: int | None = typer.Option(None, help="Override the block length (default 32)."),
-    steps: int | None = typer.Option(None, help="Override the diffusion steps (default gen_length / 2)."),
-    threshold: float | None = typer.Option(None, help="Confidence threshold for parallel decoding."),
-    batch_size: int = typer.Option(8, help="Prompts generated together."),
-    shots: int = typer.Option(0, help="k-shot prompting (0 = zero-shot, the papers' main protocol)."),
+    gen_length: int | None = typer.Option(None, min=1, help="Override the task's generation length."),
+    block_length: int | None = typer.Option(None, min=1, help="Override the block length (default 32)."),
+    steps: int | None = typer.Option(None, min=1, help="Override the diffusion steps (default gen_length / 2)."),
+    threshold: float | None = typer.Option(None, min=0.0, max=1.0, help="Confidence threshold for parallel decoding, in (0, 1]."),
+    batch_size: int = typer.Option(8, min=1, help="Prompts generated together."),
+    shots: int = typer.Option(0, min=0, help="k-shot prompting (0 = zero-shot, the papers' main protocol)."),
     system_prompt: str | None = typer.Option(None, help="Replace the d1 system prompt ('' for none)."),
     dtype: str | None = typer.Option(None, help="float32, bfloat16 or float16 (default: the model's)."),
 ) -> None:
     """Evaluate a model (optionally base + LoRA adapter) on the reasoning benchmarks."""
     from accelerate import PartialState
 
-    from dlmtune.evaluate import evaluate_model, load_task_items, results_markdown
+    from dlmtune.evaluate import (
+        GenerationSettings,
+        data_identity,
+        evaluate_model,
+        load_task_items,
+        results_markdown,
+    )
     from dlmtune.models.loading import load_model
     from dlmtune.tasks import get_task
 
@@ -59,6 +77,10 @@ def eval_command(
     unknown = set(sources) - set(task_names)
     if unknown:
         raise typer.BadParameter(f"--data names tasks not in --tasks: {sorted(unknown)}", param_hint="--data")
+    generation = {"gen_length": gen_length, "block_length": block_length, "steps": steps,
+                  "threshold": threshold, "batch_size": batch_size}
+    for name in task_names:  # a bad combination fails here, before the model loads or anything is written
+        GenerationSettings.for_task(get_task(name), fast, **generation)
     loaded, tokenizer, spec = load_model(model, dtype=dtype)
     if adapter:
         from peft import PeftModel
@@ -66,12 +88,11 @@ def eval_command(
         loaded = PeftModel.from_pretrained(loaded, adapter)
     loaded = loaded.to(PartialState().device)
     task_items = {name: load_task_items(name, sources.get(name), limit) for name in task_names}
-    generation = {"gen_length": gen_length, "block_length": block_length, "steps": steps,
-                  "threshold": threshold, "batch_size": batch_size}
     results = evaluate_model(
         loaded, tokenizer, spec, task_items, out_dir=out, seeds=[42 + i for i in range(seeds)], fast=fast,
         generation=generation, system_prompt=system_prompt, shots=shots,
-        metadata={"model": model, "adapter": adapter, "fast": fast},
+        metadata={"model": model, "adapter": adapter, "fast": fast, "dtype": dtype},
+        data={name: data_identity(name, sources.get(name)) for name in task_names},
     )
     typer.echo(results_markdown(results))
     typer.echo(f"results: {out / 'results.json'}")
@@ -90,18 +111,17 @@ def train_command(
 
     from accelerate import PartialState
 
-    from dlmtune.config import ConfigError, parse_overrides
-    from dlmtune.data import DataError
+    from dlmtune.config import parse_overrides
     from dlmtune.train import load_config, run_training
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        train_config = load_config(config, parse_overrides(ctx.args))
-        summary = run_training(train_config)
-    except (ConfigError, DataError, FileNotFoundError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from None
+    train_config = load_config(config, parse_overrides(ctx.args))
+    summary = run_training(train_config)
     if not PartialState().is_main_process:
+        return
+    if summary.get("already_finished"):
+        typer.echo(f"already finished: {summary['global_step']} steps in {train_config.training['output_dir']}; "
+                   "nothing to do (to train longer: a higher max_steps and --allow_config_change true)")
         return
     grad = summary["grad_norm"] or {}
     typer.echo(f"done: {summary['global_step']} steps, final loss {summary['final_loss']:.4f}, "
@@ -195,14 +215,9 @@ def entropy_command(
     limit: int = typer.Option(64, help="Examples to measure."),
 ) -> None:
     """The papers' Figure 2: answer tokens ranked by entropy under the model, and one shaded example."""
-    from dlmtune.data import DataError
     from dlmtune.entropy_picture import entropy_command as run
 
-    try:
-        ranking = run(model, data, out, limit)
-    except DataError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from None
+    ranking = run(model, data, out, limit)
     for label, count, mean in ranking:
         typer.echo(f"{label!s:>14} {count:>6} {mean:.3f}")
     typer.echo(f"picture: {out} and {out.with_suffix('.html')}")

@@ -21,6 +21,7 @@ agree and the standard error is 0: that is a property of the protocol, not a bug
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -34,7 +35,7 @@ from tqdm.auto import tqdm
 
 from dlmtune.io import append_jsonl, drop_torn_tail, write_json_atomic, write_text_atomic
 from dlmtune.models.spec import DLMSpec
-from dlmtune.sampling import decode_completions, generate
+from dlmtune.sampling import check_schedule, decode_completions, generate
 from dlmtune.tasks import get_task
 from dlmtune.tasks.base import Score
 
@@ -53,6 +54,14 @@ class GenerationSettings:
     threshold: float | None = None
     use_cache: bool = False
     batch_size: int = 8
+
+    def __post_init__(self) -> None:
+        """Checked when made, so a bad combination fails before anything is written to the folder."""
+        check_schedule(self.gen_length, self.block_length, self.steps)
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.threshold is not None and not 0 < self.threshold <= 1:
+            raise ValueError(f"threshold must be in (0, 1], got {self.threshold}")
 
     @classmethod
     def for_task(cls, task: Any, fast: bool = False, **overrides: Any) -> GenerationSettings:
@@ -175,7 +184,7 @@ def run_task_seed(
         for index, completion in zip(batch, completions, strict=True):
             score = task.score(completion, items[index])
             records.append({"index": index, "completion": completion, "extracted": score.extracted,
-                            "correct": score.correct, "total": score.total})
+                            "correct": score.correct, "total": score.total, "timed_out": score.timed_out})
         append_jsonl(path, records)
         bar.update(len(batch))
     bar.close()
@@ -189,6 +198,26 @@ def load_task_items(task_name: str, source: str | None, limit: int | None, seed:
     if source is None and hasattr(task, "generate"):
         return task.generate(limit or 256, seed)
     return task.load(source or task.default_source, limit=limit)
+
+
+def data_identity(task_name: str, source: str | None, seed: int = 0) -> dict[str, Any]:
+    """What a task's items come from, recorded with its completions: a local file (or folder) by path and
+    SHA-256 of its bytes, so an edited file is not taken for the old one; a Hub id by name; generated
+    items by their generator seed."""
+    task = get_task(task_name)
+    if source is None and hasattr(task, "generate"):
+        return {"source": "generated", "seed": seed}
+    source = source or task.default_source
+    path = Path(source)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path] if path.is_file() else []
+    if not files:
+        return {"source": source}
+    digest = hashlib.sha256()
+    for file in files:
+        with file.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return {"source": source, "sha256": digest.hexdigest()}
 
 
 def few_shot_items(task_name: str, k: int, exclude: list[dict], seed: int = 1234) -> list[dict]:
@@ -225,10 +254,12 @@ def aggregate(out_dir: Path, task_items: dict[str, list[dict]], seeds: Sequence[
             ]
             summary = task.summarize(scores) if scores else {"accuracy": float("nan"), "n": 0}
             summary["complete"] = all(i in records for i in range(len(items)))
+            summary["timed_out"] = sum(bool(r.get("timed_out")) for i, r in records.items() if i < len(items))
             per_seed[str(seed)] = summary
         accuracies = [s["accuracy"] for s in per_seed.values() if s["n"]]
         mean, stderr = _mean_stderr(accuracies) if accuracies else (float("nan"), float("nan"))
-        results[task_name] = {"per_seed": per_seed, "mean": mean, "stderr": stderr, "n_items": len(items)}
+        results[task_name] = {"per_seed": per_seed, "mean": mean, "stderr": stderr, "n_items": len(items),
+                              "timed_out": sum(s["timed_out"] for s in per_seed.values())}
     return results
 
 
@@ -239,6 +270,8 @@ def results_markdown(results: dict[str, Any], title: str = "Evaluation") -> str:
         lines.append(
             f"| {task_name} | {r['n_items']} | {len(r['per_seed'])} | {r['mean']:.4f} ± {r['stderr']:.4f} | {per_seed} |"
         )
+    lines += [f"\n{name}: {r['timed_out']} timed out while scoring (scored 0)"
+              for name, r in results.items() if r.get("timed_out")]
     return "\n".join(lines) + "\n"
 
 
@@ -246,9 +279,10 @@ def evaluate_model(
     model, tokenizer, spec: DLMSpec, task_items: dict[str, list[dict]], *, out_dir: str | Path,
     seeds: Sequence[int] = (42,), fast: bool = False, generation: dict[str, Any] | None = None,
     system_prompt: str | None = None, shots: int = 0, shots_from: dict[str, list[dict]] | None = None,
-    progress: bool = True, metadata: dict | None = None,
+    progress: bool = True, metadata: dict | None = None, data: dict[str, dict] | None = None,
 ) -> dict[str, Any]:
-    """Evaluate `model` on every task and seed; writes and returns the results (resumable, see module doc)."""
+    """Evaluate `model` on every task and seed; writes and returns the results (resumable, see module doc).
+    `data` (task -> `data_identity`) joins that task's recorded settings, so other items are not resumed."""
     from accelerate import PartialState
 
     state = PartialState()
@@ -256,10 +290,14 @@ def evaluate_model(
     model.eval()
     settings = {name: GenerationSettings.for_task(get_task(name), fast, **(generation or {})) for name in task_items}
     shot_items: dict[str, Sequence[dict]] = {}
+
+    def identity(task_name: str) -> dict:
+        return (metadata or {}) | ({"data": data[task_name]} if data and task_name in data else {})
+
     for task_name, items in task_items.items():
         given = (shots_from or {}).get(task_name)
         shot_items[task_name] = given[:shots] if given else few_shot_items(task_name, shots, exclude=items) if shots else ()
-        config = _run_config(settings[task_name], system_prompt, shot_items[task_name], metadata)
+        config = _run_config(settings[task_name], system_prompt, shot_items[task_name], identity(task_name))
         for seed in seeds:  # refuse a mismatched resume before generating anything
             _check_run_config(out_dir / "completions", f"{task_name}-seed{seed}", config, record=False)
     timings: dict[str, float] = {}
@@ -269,7 +307,7 @@ def evaluate_model(
                 model, tokenizer, spec, task_name, items, seed, settings[task_name], out_dir,
                 system_prompt=system_prompt, shots=shot_items[task_name], rank=state.process_index,
                 world_size=state.num_processes, progress=progress and state.is_local_main_process,
-                identity=metadata,
+                identity=identity(task_name),
             )
             timings[task_name] = timings.get(task_name, 0.0) + seconds
     state.wait_for_everyone()

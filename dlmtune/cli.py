@@ -6,7 +6,19 @@ from pathlib import Path
 
 import typer
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="Fine-tune and evaluate diffusion language models.")
+from dlmtune.errors import DEBUG_KEY, UserErrorGroup
+
+app = typer.Typer(cls=UserErrorGroup, no_args_is_help=True, add_completion=False,
+                  help="Fine-tune and evaluate diffusion language models.")
+
+
+@app.callback()
+def global_options(
+    ctx: typer.Context,
+    debug: bool = typer.Option(False, "--debug", help="Show the traceback of any error (before the command)."),
+) -> None:
+    """Fine-tune and evaluate diffusion language models. A user error prints one message and exits 2."""
+    ctx.meta[DEBUG_KEY] = debug
 
 
 TRUST_REMOTE_CODE_HELP = "Run the model's own code (its config.json auto_map); off by default: LLaDA and Dream load natively."
@@ -32,29 +44,35 @@ def eval_command(
     adapter: str | None = typer.Option(None, help="PEFT (LoRA) adapter folder on --model; several runs: A,B or a glob."),
     tasks: str = typer.Option("sudoku,countdown,gsm8k,math500", help="Comma-separated task names."),
     data: list[str] = typer.Option([], help="TASK=PATH_OR_HUB_ID; default: generated (sudoku, countdown) or Hub."),
-    seeds: int = typer.Option(1, help="Evaluation seeds (42, 43, ...); refused where decoding is deterministic."),
-    limit: int | None = typer.Option(None, help="Evaluate only the first N items of each task."),
+    seeds: int = typer.Option(1, min=1, help="Evaluation seeds (42, 43, ...); refused where decoding is deterministic."),
+    limit: int | None = typer.Option(None, min=1, help="Evaluate only the first N items of each task."),
     fast: bool = typer.Option(False, "--fast", help="Threshold parallel decoding + prefix KV cache."),
     out: Path = typer.Option(Path("runs/eval"), help="Output folder (re-running resumes)."),
-    gen_length: int | None = typer.Option(None, help="Override the task's generation length."),
-    block_length: int | None = typer.Option(None, help="Override the block length (default 32)."),
-    steps: int | None = typer.Option(None, help="Override the diffusion steps (default gen_length / 2)."),
-    threshold: float | None = typer.Option(None, help="Confidence threshold for parallel decoding."),
-    batch_size: int = typer.Option(8, help="Prompts generated together."),
-    shots: int = typer.Option(0, help="k-shot prompting (0 = zero-shot, the papers' main protocol)."),
+    gen_length: int | None = typer.Option(None, min=1, help="Override the task's generation length."),
+    block_length: int | None = typer.Option(None, min=1, help="Override the block length (default 32)."),
+    steps: int | None = typer.Option(None, min=1, help="Override the diffusion steps (default gen_length / 2)."),
+    threshold: float | None = typer.Option(None, min=0.0, max=1.0, help="Confidence threshold for parallel decoding, in (0, 1]."),
+    batch_size: int = typer.Option(8, min=1, help="Prompts generated together."),
+    shots: int = typer.Option(0, min=0, help="k-shot prompting (0 = zero-shot, the papers' main protocol)."),
     shots_from: str | None = typer.Option(None, help="Solved examples for --shots: FILE, Hub id, or 'train'."),
     system_prompt: str | None = typer.Option(None, help="Replace the protocol's system prompt ('' for none)."),
     protocol: str = typer.Option("dlmtune", help="Prompts and primary scoring: dlmtune, or d1 / wd1 (the papers')."),
     testset: str | None = typer.Option(None, help="d1 or wd1: the papers' published test sets (files in data/)."),
     gen_lengths: str | None = typer.Option(None, help="Several generation lengths, one column each: 128,256,512."),
-    temperature: float = typer.Option(0.0, help="Sampling temperature (0 = greedy, the papers')."),
+    temperature: float = typer.Option(0.0, min=0.0, help="Sampling temperature (0 = greedy, the papers')."),
     remasking: str = typer.Option("low_confidence", help="low_confidence (the papers') or random."),
     dtype: str | None = typer.Option(None, help="float32, bfloat16 or float16 (default: the model's)."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help=TRUST_REMOTE_CODE_HELP),
 ) -> None:
     """Evaluate a model (optionally base + LoRA adapter), or several training runs, on the reasoning benchmarks."""
     from dlmtune.eval_runs import check_seeds, evaluate_runs, expand_runs, runs_markdown
-    from dlmtune.evaluate import evaluate_model, load_task_items, results_markdown
+    from dlmtune.evaluate import (
+        GenerationSettings,
+        data_identity,
+        evaluate_model,
+        load_task_items,
+        results_markdown,
+    )
     from dlmtune.tasks import get_task
     from dlmtune.tasks.shots import load_shots
     from dlmtune.tasks.testsets import load_testset
@@ -81,6 +99,11 @@ def eval_command(
     unknown = set(sources) - set(task_names)
     if unknown:
         raise typer.BadParameter(f"--data names tasks not in --tasks: {sorted(unknown)}", param_hint="--data")
+    generation = {"gen_length": lengths[0], "block_length": block_length, "steps": steps, "threshold": threshold,
+                  "batch_size": batch_size, "temperature": temperature, "remasking": remasking}
+    for name in task_names:  # a bad combination fails here, before the model loads or anything is written
+        for length in lengths:
+            GenerationSettings.for_task(get_task(name, protocol), fast, **{**generation, "gen_length": length})
     try:
         if testset:
             task_items = {name: load_testset(name, testset, sources.get(name), limit=limit) for name in task_names}
@@ -91,20 +114,21 @@ def eval_command(
     except (ValueError, FileNotFoundError, RuntimeError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
-    generation = {"gen_length": lengths[0], "block_length": block_length, "steps": steps, "threshold": threshold,
-                  "batch_size": batch_size, "temperature": temperature, "remasking": remasking}
     options = {"seeds": [42 + i for i in range(seeds)], "fast": fast, "system_prompt": system_prompt,
-               "shots": shots, "shots_from": examples, "protocol": protocol}
+               "shots": shots, "shots_from": examples, "protocol": protocol,
+               "data": {name: {"testset": testset} if testset else data_identity(name, sources.get(name))
+                        for name in task_names}}
     runs = [(m, a) for m in models for a in adapters]
     if len(runs) == 1 and len(lengths) == 1:
         (run_model, run_adapter), = runs
         loaded, tokenizer, spec = _load_run(run_model, run_adapter, dtype, trust_remote_code)
         results = evaluate_model(loaded, tokenizer, spec, task_items, out_dir=out, generation=generation,
-                                 metadata={"model": run_model, "adapter": run_adapter, "fast": fast}, **options)
+                                 metadata={"model": run_model, "adapter": run_adapter, "fast": fast, "dtype": dtype},
+                                 **options)
         typer.echo(results_markdown(results))
     else:
         summary = evaluate_runs(runs, lengths, lambda m, a: _load_run(m, a, dtype, trust_remote_code), task_items, out, generation,
-                                {"fast": fast, "testset": testset}, **options)
+                                {"fast": fast, "testset": testset, "dtype": dtype}, **options)
         typer.echo(runs_markdown(summary, [a or m for m, a in runs], lengths))
     typer.echo(f"results: {out / 'results.json'}")
 
@@ -132,18 +156,17 @@ def train_command(
 
     from accelerate import PartialState
 
-    from dlmtune.config import ConfigError, parse_overrides
-    from dlmtune.data import DataError
+    from dlmtune.config import parse_overrides
     from dlmtune.train import load_config, run_training
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        train_config = load_config(config, parse_overrides(ctx.args))
-        summary = run_training(train_config)
-    except (ConfigError, DataError, FileNotFoundError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from None
+    train_config = load_config(config, parse_overrides(ctx.args))
+    summary = run_training(train_config)
     if not PartialState().is_main_process:
+        return
+    if summary.get("already_finished"):
+        typer.echo(f"already finished: {summary['global_step']} steps in {train_config.training['output_dir']}; "
+                   "nothing to do (to train longer: a higher max_steps and --allow_config_change true)")
         return
     grad = summary["grad_norm"] or {}
     typer.echo(f"done: {summary['global_step']} steps, final loss {summary['final_loss']:.4f}, "
@@ -238,14 +261,9 @@ def entropy_command(
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help=TRUST_REMOTE_CODE_HELP),
 ) -> None:
     """The papers' Figure 2: answer tokens ranked by entropy under the model, and one shaded example."""
-    from dlmtune.data import DataError
     from dlmtune.entropy_picture import entropy_command as run
 
-    try:
-        ranking = run(model, data, out, limit, trust_remote_code=trust_remote_code)
-    except DataError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from None
+    ranking = run(model, data, out, limit, trust_remote_code=trust_remote_code)
     for label, count, mean in ranking:
         typer.echo(f"{label!s:>14} {count:>6} {mean:.3f}")
     typer.echo(f"picture: {out} and {out.with_suffix('.html')}")

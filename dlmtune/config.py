@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import enum
+import re
+import types
+import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Union
 
 import yaml
 
@@ -22,13 +26,35 @@ class ConfigError(ValueError):
     """A config that cannot run: names the file or flag, the key, and what to do."""
 
 
+class Yaml12Loader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2's numbers and booleans: `2e-5` and `1E6` are floats (1.1 wants a dot),
+    and only true/false are booleans (1.1 also reads yes/no/on/off, so `save_strategy: no` became False)."""
+
+
+Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=Yaml12Loader)  # noqa: S506 (a SafeLoader subclass)
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """The mapping in a YAML file; syntax errors name the line and column."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_yaml(path.read_text())
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
@@ -54,7 +80,7 @@ def parse_overrides(args: Sequence[str]) -> list[tuple[str, Any]]:
                 value, i = args[i + 1], i + 1
             else:
                 value = "true"
-        pairs.append((key.replace("-", "_"), yaml.safe_load(value) if value != "" else ""))
+        pairs.append((key.replace("-", "_"), load_yaml(value) if value != "" else ""))
         i += 1
     return pairs
 
@@ -89,12 +115,26 @@ def apply_overrides(config: dict[str, Any], overrides: Sequence[tuple[str, Any]]
     return config
 
 
-def build_dataclass(cls: type, values: Mapping[str, Any] | None, where: str) -> Any:
-    """`cls(**values)` with unknown keys reported by name (with the closest known key) instead of a
-    TypeError, and the dataclass's own validation errors prefixed by `where`."""
+def overridden_keys(overrides: Sequence[tuple[str, Any]], shorthands: Mapping[str, str]) -> set[str]:
+    """The dotted keys the command line set (a section's shorthand names its field)."""
+    keys = set()
+    for key, value in overrides:
+        if key in shorthands:
+            keys |= {f"{key}.{k}" for k in value} if isinstance(value, Mapping) else {f"{key}.{shorthands[key]}"}
+        else:
+            keys.add(key)
+    return keys
+
+
+def build_dataclass(cls: type, values: Mapping[str, Any] | None, where: str, flags: set[str] = frozenset(),
+                    prefix: str = "") -> Any:
+    """`cls(**values)` with unknown keys reported by name (with the closest known key) and values of the
+    wrong type by key, instead of a TypeError, and the dataclass's own validation errors prefixed by
+    `where` (`flags`: keys set on the command line, found as `prefix + key`; see `check_types`)."""
     values = dict(values or {})
     known = {f.name for f in dataclasses.fields(cls) if f.init}
     check_keys(values, known, where)
+    check_types(cls, values, where, flags, prefix)
     try:
         return cls(**values)
     except (TypeError, ValueError) as error:
@@ -107,6 +147,62 @@ def check_keys(values: Mapping[str, Any], known: set[str], where: str) -> None:
             close = difflib.get_close_matches(key, known, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(f"{where}: unknown key {key!r}{hint}")
+
+
+def check_types(cls: type, values: Mapping[str, Any], where: str, flags: set[str] = frozenset(),
+                prefix: str = "") -> None:
+    """Each value against the type annotation of `cls`'s field of that name, before anything loads; the
+    error names `where` (the file), or the flag when `prefix + key` is in `flags`. Integral floats are not
+    integers (`max_steps: 1e3` is refused); annotations this does not know are accepted."""
+    hints = typing.get_type_hints(cls)
+    for key, value in values.items():
+        if key in hints and not matches_type(value, hints[key]):
+            place = f"command line: --{prefix}{key}" if f"{prefix}{key}" in flags else f"{where}: {key}"
+            raise ConfigError(f"{place}: expected {describe_type(hints[key])}, got {value!r} ({type(value).__name__})")
+
+
+def matches_type(value: Any, annotation: Any) -> bool:
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation is Any or annotation is object:
+        return True
+    if annotation is type(None):
+        return value is None
+    if origin in (Union, types.UnionType):
+        return any(matches_type(value, arg) for arg in args)
+    if origin is Literal:
+        return value in args
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is str:
+        return isinstance(value, str)
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return isinstance(value, annotation) or value in {member.value for member in annotation}
+    if origin in (list, tuple, Sequence) or annotation in (list, tuple):
+        return isinstance(value, (list, tuple)) and (not args or all(matches_type(v, args[0]) for v in value))
+    if origin in (dict, Mapping) or annotation is dict:
+        return isinstance(value, Mapping)
+    return True
+
+
+def describe_type(annotation: Any) -> str:
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (Union, types.UnionType):
+        return " or ".join(describe_type(arg) for arg in args)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(arg) for arg in args)
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+             type(None): "null", dict: "a mapping", list: "a list"}
+    if annotation in names:
+        return names[annotation]
+    if origin in names:
+        return names[origin]
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return "one of " + ", ".join(repr(member.value) for member in annotation)
+    return getattr(annotation, "__name__", str(annotation))
 
 
 def to_yaml(config: Mapping[str, Any]) -> str:

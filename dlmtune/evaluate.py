@@ -28,6 +28,7 @@ refuses such seeds; the uncertainty of the papers is over training runs (dlmtune
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -41,7 +42,7 @@ from tqdm.auto import tqdm
 
 from dlmtune.io import append_jsonl, drop_torn_tail, write_json_atomic, write_text_atomic
 from dlmtune.models.spec import DLMSpec
-from dlmtune.sampling import decode_completions, generate
+from dlmtune.sampling import check_schedule, decode_completions, generate
 from dlmtune.tasks import get_task
 from dlmtune.tasks.base import Score
 from dlmtune.tasks.protocols.columns import COLUMNS, column_accuracies, disagreements, score_columns
@@ -61,6 +62,14 @@ class GenerationSettings:
     threshold: float | None = None
     use_cache: bool = False
     batch_size: int = 8
+
+    def __post_init__(self) -> None:
+        """Checked when made, so a bad combination fails before anything is written to the folder."""
+        check_schedule(self.gen_length, self.block_length, self.steps)
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.threshold is not None and not 0 < self.threshold <= 1:
+            raise ValueError(f"threshold must be in (0, 1], got {self.threshold}")
 
     @classmethod
     def for_task(cls, task: Any, fast: bool = False, **overrides: Any) -> GenerationSettings:
@@ -202,6 +211,26 @@ def load_task_items(task_name: str, source: str | None, limit: int | None, seed:
     return task.load(source or task.default_source, limit=limit)
 
 
+def data_identity(task_name: str, source: str | None, seed: int = 0) -> dict[str, Any]:
+    """What a task's items come from, recorded with its completions: a local file (or folder) by path and
+    SHA-256 of its bytes, so an edited file is not taken for the old one; a Hub id by name; generated
+    items by their generator seed."""
+    task = get_task(task_name)
+    if source is None and hasattr(task, "generate"):
+        return {"source": "generated", "seed": seed}
+    source = source or task.default_source
+    path = Path(source)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path] if path.is_file() else []
+    if not files:
+        return {"source": source}
+    digest = hashlib.sha256()
+    for file in files:
+        with file.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return {"source": source, "sha256": digest.hexdigest()}
+
+
 def few_shot_items(task_name: str, k: int, exclude: list[dict], seed: int = 1234) -> list[dict]:
     """k solved examples for a k-shot prompt, never one of the evaluated items. Sudoku and Countdown
     draw them from the offline generator; other tasks need `shots_from` (a file of solved items)."""
@@ -239,12 +268,13 @@ def aggregate(out_dir: Path, task_items: dict[str, list[dict]], seeds: Sequence[
             summary = task.summarize(scores) if scores else {"accuracy": float("nan"), "n": 0}
             summary["complete"] = all(i in records for i in range(len(items)))
             summary["columns"] = column_accuracies(kept)
+            summary["timed_out"] = sum(bool(r.get("timed_out")) for r in kept)
             per_seed[str(seed)] = summary
         accuracies = [s["accuracy"] for s in per_seed.values() if s["n"]]
         mean, stderr = _mean_stderr(accuracies) if accuracies else (float("nan"), float("nan"))
         columns = {c: _mean_stderr([s["columns"][c] for s in per_seed.values()])[0] for c in COLUMNS}
         results[task_name] = {"per_seed": per_seed, "mean": mean, "stderr": stderr, "n_items": len(items),
-                              "columns": columns}
+                              "columns": columns, "timed_out": sum(s["timed_out"] for s in per_seed.values())}
     return results
 
 
@@ -257,6 +287,8 @@ def results_markdown(results: dict[str, Any], title: str = "Evaluation") -> str:
         columns = " | ".join(f"{r.get('columns', {}).get(c, float('nan')):.4f}" for c in COLUMNS)
         lines.append(f"| {task_name} | {r['n_items']} | {len(r['per_seed'])} | {r['mean']:.4f} ± {r['stderr']:.4f} "
                      f"| {per_seed} | {columns} |")
+    lines += [f"\n{name}: {r['timed_out']} timed out while scoring (scored 0)"
+              for name, r in results.items() if r.get("timed_out")]
     return "\n".join(lines) + "\n"
 
 
@@ -265,8 +297,10 @@ def evaluate_model(
     seeds: Sequence[int] = (42,), fast: bool = False, generation: dict[str, Any] | None = None,
     system_prompt: str | None = None, shots: int = 0, shots_from: dict[str, list[dict]] | None = None,
     progress: bool = True, metadata: dict | None = None, protocol: str = "dlmtune",
+    data: dict[str, dict] | None = None,
 ) -> dict[str, Any]:
-    """Evaluate `model` on every task and seed; writes and returns the results (resumable, see module doc)."""
+    """Evaluate `model` on every task and seed; writes and returns the results (resumable, see module doc).
+    `data` (task -> `data_identity`) joins that task's recorded settings, so other items are not resumed."""
     from accelerate import PartialState
 
     state = PartialState()
@@ -274,11 +308,15 @@ def evaluate_model(
     model.eval()
     settings = {name: GenerationSettings.for_task(get_task(name), fast, **(generation or {})) for name in task_items}
     shot_items: dict[str, Sequence[dict]] = {}
+
+    def identity(task_name: str) -> dict | None:
+        recorded = (metadata or {}) | ({"data": data[task_name]} if data and task_name in data else {})
+        return _with_protocol(recorded or None, protocol)
+
     for task_name, items in task_items.items():
         given = (shots_from or {}).get(task_name)
         shot_items[task_name] = given[:shots] if given else few_shot_items(task_name, shots, exclude=items) if shots else ()
-        config = _run_config(settings[task_name], system_prompt, shot_items[task_name],
-                             _with_protocol(metadata, protocol))
+        config = _run_config(settings[task_name], system_prompt, shot_items[task_name], identity(task_name))
         for seed in seeds:  # refuse a mismatched resume before generating anything
             _check_run_config(out_dir / "completions", f"{task_name}-seed{seed}", config, record=False)
     timings: dict[str, float] = {}
@@ -288,7 +326,7 @@ def evaluate_model(
                 model, tokenizer, spec, task_name, items, seed, settings[task_name], out_dir,
                 system_prompt=system_prompt, shots=shot_items[task_name], rank=state.process_index,
                 world_size=state.num_processes, progress=progress and state.is_local_main_process,
-                identity=metadata, protocol=protocol,
+                identity=identity(task_name), protocol=protocol,
             )
             timings[task_name] = timings.get(task_name, 0.0) + seconds
     state.wait_for_everyone()

@@ -274,6 +274,18 @@ def _decode_block(forward: DLMForward, canvas: _Canvas, block: slice, steps: int
         _denoise_step(canvas, block, logits, steps - step, settings)
 
 
+def check_schedule(gen_length: int, block_length: int, steps: int) -> None:
+    """Blocks must tile the generation and share the steps evenly; the message says what to change."""
+    if block_length < 1 or gen_length < 1 or gen_length % block_length:
+        raise ValueError(f"gen_length ({gen_length}) must be a positive multiple of block_length ({block_length}); "
+                         "pick a block_length that divides gen_length")
+    num_blocks = gen_length // block_length
+    if steps < 1 or steps % num_blocks:
+        raise ValueError(f"steps ({steps}) must be a positive multiple of the number of blocks "
+                         f"(gen_length // block_length = {num_blocks}) so every block gets the same steps; "
+                         f"e.g. steps={num_blocks * max(steps // num_blocks, 1)}")
+
+
 def _validate(input_ids: Tensor, attention_mask: Tensor | None, mask_id: int, gen_length: int,
               block_length: int, steps: int, temperature: float, remasking: str, cfg_scale: float,
               threshold: float | None) -> None:
@@ -283,14 +295,7 @@ def _validate(input_ids: Tensor, attention_mask: Tensor | None, mask_id: int, ge
     if attention_mask is not None and attention_mask.shape != input_ids.shape:
         raise ValueError(f"attention_mask must have the shape of input_ids {tuple(input_ids.shape)}, "
                          f"got {tuple(attention_mask.shape)}")
-    if block_length < 1 or gen_length < 1 or gen_length % block_length:
-        raise ValueError(f"gen_length ({gen_length}) must be a positive multiple of block_length ({block_length}); "
-                         "pick a block_length that divides gen_length")
-    num_blocks = gen_length // block_length
-    if steps < 1 or steps % num_blocks:
-        raise ValueError(f"steps ({steps}) must be a positive multiple of the number of blocks "
-                         f"(gen_length // block_length = {num_blocks}) so every block gets the same steps; "
-                         f"e.g. steps={num_blocks * max(steps // num_blocks, 1)}")
+    check_schedule(gen_length, block_length, steps)
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
     if remasking not in REMASKING:

@@ -19,9 +19,20 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from dlmtune.config import ConfigError, apply_overrides, build_dataclass, check_keys, read_yaml, to_yaml
+from dlmtune.config import (
+    ConfigError,
+    apply_overrides,
+    build_dataclass,
+    check_keys,
+    check_types,
+    overridden_keys,
+    read_yaml,
+    to_yaml,
+)
 from dlmtune.data import DataConfig, DiffusionDataCollator, build_sft_dataset
+from dlmtune.guards import RunPlan, output_dir_lock, prepare_output_dir
 from dlmtune.io import write_json_atomic, write_text_atomic
+from dlmtune.nonfinite import check_finite_weights
 from dlmtune.objectives import ObjectiveConfig, get_objective
 from dlmtune.objectives.cache import cache_metadata
 from dlmtune.objectives.registry import GiftStar
@@ -45,6 +56,12 @@ class ModelConfig:
     pad_token_id: int | None = None
     shift_logits: bool | None = None  # Dream-style models: True (known families are recognised)
 
+    def __post_init__(self) -> None:
+        from dlmtune.models.loading import DTYPES
+
+        if self.dtype is not None and self.dtype not in DTYPES:
+            raise ValueError(f"dtype: expected one of {', '.join(DTYPES)} (or leave it unset), got {self.dtype!r}")
+
 
 @dataclass
 class LoraConfig:
@@ -55,6 +72,16 @@ class LoraConfig:
     dropout: float = 0.05
     target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj"])
     modules_to_save: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.r < 1:
+            raise ValueError(f"r (the LoRA rank) must be >= 1, got {self.r}; use `lora: null` for full fine-tuning")
+        if self.alpha <= 0:
+            raise ValueError(f"alpha must be > 0, got {self.alpha}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not self.target_modules:
+            raise ValueError("target_modules: name at least one module (e.g. [q_proj, k_proj, v_proj])")
 
 
 @dataclass
@@ -76,9 +103,13 @@ def load_config(path: str | Path | None, overrides: list[tuple[str, Any]] = ()) 
     """Read, override and check a training config; every mistake is reported before any loading."""
     where = str(path) if path else "config"
     raw = apply_overrides(read_yaml(path) if path else {}, overrides, SHORTHANDS)
+    if isinstance(raw.get("resume_from_checkpoint"), bool):  # `true`: the newest checkpoint; `false`: none
+        raw["resume_from_checkpoint"] = "true" if raw["resume_from_checkpoint"] else None
+    flags = overridden_keys(overrides, SHORTHANDS)
     training = {k: v for k, v in raw.items() if k not in SECTIONS}
     known = {f.name for f in dataclasses.fields(DiffusionTrainingArguments) if f.init}
     check_keys(training, known, where)
+    check_types(DiffusionTrainingArguments, training, where, flags)
     if "output_dir" not in training:
         raise ConfigError(f"{where}: output_dir is required (e.g. --output_dir runs/my-run)")
     objective = dict(raw.get("objective") or {})
@@ -91,11 +122,11 @@ def load_config(path: str | Path | None, overrides: list[tuple[str, Any]] = ()) 
     if "data" not in raw or not raw["data"]:
         raise ConfigError(f"{where}: a data section with a source is required (e.g. data: {{source: data.jsonl}})")
     return TrainConfig(
-        model=build_dataclass(ModelConfig, raw.get("model"), f"{where}: model"),
-        data=build_dataclass(DataConfig, raw.get("data"), f"{where}: data"),
+        model=build_dataclass(ModelConfig, raw.get("model"), f"{where}: model", flags, "model."),
+        data=build_dataclass(DataConfig, raw.get("data"), f"{where}: data", flags, "data."),
         objective_name=name,
-        objective=build_dataclass(ObjectiveConfig, objective, f"{where}: objective"),
-        lora=build_dataclass(LoraConfig, lora, f"{where}: lora") if lora not in (None, False) else None,
+        objective=build_dataclass(ObjectiveConfig, objective, f"{where}: objective", flags, "objective."),
+        lora=build_dataclass(LoraConfig, lora, f"{where}: lora", flags, "lora.") if lora not in (None, False) else None,
         training=training,
         raw=raw,
     )
@@ -145,8 +176,63 @@ def precompute_gift_star(trainer: DiffusionTrainer, dataset, collator, fingerpri
 
 
 def run_training(config: TrainConfig) -> dict[str, Any]:
-    """Train as configured; returns the summary also written to OUTPUT_DIR/train_summary.json."""
+    """Train as configured; returns the summary also written to OUTPUT_DIR/train_summary.json (with
+    `already_finished` when a resumed run had nothing left to do). The output folder is guarded and the
+    resolved config written first (`dlmtune.guards`)."""
     args = training_arguments(config)
+    main = args.process_index == 0
+    with output_dir_lock(args.output_dir, enabled=main):
+        plan = decided_on_main(args, lambda: _plan_run(config, args))
+        if plan.finished is not None:
+            return {**plan.finished, "already_finished": True}
+        return _train(config, args, plan)
+
+
+def _plan_run(config: TrainConfig, args: DiffusionTrainingArguments) -> RunPlan:
+    plan = prepare_output_dir(args.output_dir, args.resume_from_checkpoint, args.overwrite_output_dir,
+                              args.max_steps, resolved_config(config), _saved_resolved_config,
+                              args.allow_config_change)
+    write_text_atomic(Path(args.output_dir) / "dlmtune_train.yaml", to_yaml(config.raw))
+    return plan
+
+
+def decided_on_main(args: DiffusionTrainingArguments, decide):
+    """`decide()` run on the main process and its result (or its ConfigError) shared with every rank."""
+    result = None
+    if args.process_index == 0:
+        try:
+            result = decide()
+        except ConfigError as error:
+            result = error
+    if args.world_size > 1:
+        from accelerate.utils import broadcast_object_list
+
+        result = broadcast_object_list([result], from_process=0)[0]
+    if isinstance(result, ConfigError):
+        raise result
+    return result
+
+
+def resolved_config(config: TrainConfig) -> dict[str, Any]:
+    """Every setting of the run with its default filled in, so a resume compares values, not spellings."""
+    defaults = {f.name: f.default for f in dataclasses.fields(DiffusionTrainingArguments)
+                if f.init and f.default is not dataclasses.MISSING}
+    return {
+        "model": dataclasses.asdict(config.model), "data": dataclasses.asdict(config.data),
+        "objective": {"name": config.objective_name, **dataclasses.asdict(config.objective)},
+        "lora": dataclasses.asdict(config.lora) if config.lora else None,
+        "training": {**defaults, **config.training},
+    }
+
+
+def _saved_resolved_config(path: Path) -> dict[str, Any]:
+    try:
+        return resolved_config(load_config(path))
+    except ConfigError as error:
+        raise ConfigError(f"{path} (the config of the checkpoints' run) no longer loads: {error}") from None
+
+
+def _train(config: TrainConfig, args: DiffusionTrainingArguments, plan: RunPlan) -> dict[str, Any]:
     model, tokenizer, spec = build_model(config)
     with args.main_process_first(desc="tokenising"):
         dataset, data_report = build_sft_dataset(tokenizer, config.data)
@@ -162,22 +248,25 @@ def run_training(config: TrainConfig) -> dict[str, Any]:
                     spec.family, trainable, config.objective_name)
     if isinstance(objective, GiftStar):
         precompute_gift_star(trainer, dataset, collator, data_report["fingerprint"], config.model.name_or_path)
-    result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    if plan.finish_from is not None:  # killed while saving the final model: nothing left to train
+        runtime, final_loss = None, trainer.restore_finished(plan.finish_from)
+    else:
+        result = trainer.train(resume_from_checkpoint=str(plan.checkpoint) if plan.checkpoint else None)
+        runtime, final_loss = result.metrics.get("train_runtime"), result.training_loss
+    check_finite_weights(trainer.model, trainer.state.global_step, args)
     trainer.save_model()
     summary = {
         "objective": config.objective_name,
         "model": config.model.name_or_path,
         "lora": config.lora is not None,
-        "train_runtime_s": result.metrics.get("train_runtime"),
-        "final_loss": result.training_loss,
+        "train_runtime_s": runtime,
+        "final_loss": final_loss,
         "data": data_report,
         **trainer.training_summary(),
         "parameters_in_sync": parameters_in_sync(trainer),
     }
     if trainer.is_world_process_zero():
-        out = Path(args.output_dir)
-        write_text_atomic(out / "dlmtune_train.yaml", to_yaml(config.raw))
-        write_json_atomic(out / "train_summary.json", summary)
+        write_json_atomic(Path(args.output_dir) / "train_summary.json", summary)
     return summary
 
 

@@ -27,11 +27,12 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers import Trainer, TrainerCallback, TrainerState, TrainingArguments
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_callback import ExportableState
 
 from dlmtune.io import append_jsonl, drop_torn_tail, write_text_atomic
+from dlmtune.nonfinite import MODES, NonFiniteGuard
 from dlmtune.objectives import Objective
 from dlmtune.objectives.cache import EntropyCache
 from dlmtune.objectives.registry import Weft
@@ -50,14 +51,45 @@ class DiffusionTrainingArguments(TrainingArguments):
         default=None,
         metadata={"help": "Number of processes the run must have; it stops with an error otherwise. "
                   "`accelerate launch --cpu --num_processes 2` silently starts one (see NOTES.md)."})
+    nonfinite: str = field(
+        default="stop",
+        metadata={"help": "On a non-finite loss or gradient: 'stop' (exit 2, nothing non-finite saved) or "
+                  "'skip' (drop that step's update). See dlmtune.nonfinite."})
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Start over in an output_dir that holds another run (its checkpoints and log are "
+                  "deleted); without it such a folder is refused unless resuming. See dlmtune.guards."})
+    allow_config_change: bool = field(
+        default=False,
+        metadata={"help": "Resume even when the config differs from the checkpoints' in a way that changes "
+                  "the result (the differences are listed either way)."})
 
     def __post_init__(self) -> None:
+        check_training_ranges(self)
         super().__post_init__()
         if self.expected_world_size is not None and self.expected_world_size != self.world_size:
             raise ValueError(
                 f"expected_world_size is {self.expected_world_size} but this run has {self.world_size} "
                 "process(es). Launch with `torchrun --nproc_per_node N` (on CPU: ACCELERATE_USE_CPU=1) or "
                 "`accelerate launch --config_file configs/accelerate/ddp.yaml`, or change expected_world_size.")
+
+
+def check_training_ranges(args: TrainingArguments) -> None:
+    """Values the Trainer would accept and then misuse (max_steps -5 trains by epochs, a negative learning
+    rate ascends the loss): refused with the field's name."""
+    if args.max_steps == 0 or args.max_steps < -1:
+        raise ValueError(f"max_steps must be a positive number of optimizer steps (or -1: train "
+                         f"num_train_epochs epochs), got {args.max_steps}")
+    if not (isinstance(args.learning_rate, (int, float)) and 0 <= args.learning_rate < float("inf")):
+        raise ValueError(f"learning_rate must be a finite number >= 0, got {args.learning_rate!r}")
+    for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(args, name)}")
+    if args.num_train_epochs <= 0 and args.max_steps == -1:
+        raise ValueError(f"num_train_epochs must be > 0 when max_steps is not set, got {args.num_train_epochs}")
+    nonfinite = getattr(args, "nonfinite", "stop")
+    if nonfinite not in MODES:
+        raise ValueError(f"nonfinite must be one of {', '.join(MODES)}, got {nonfinite!r}")
 
 
 def step_seed(seed: int, step: int, micro_step: int, rank: int) -> int:
@@ -109,7 +141,9 @@ class DiffusionTrainer(Trainer):
         self.objective = objective
         self.grad_norm_recorder = GradNormRecorder()
         self.step_timer = StepTimer()
-        callbacks = [*(kwargs.pop("callbacks", None) or []), self.grad_norm_recorder, self.step_timer, JsonlLogger()]
+        self.nonfinite_guard = NonFiniteGuard(getattr(kwargs.get("args"), "nonfinite", "stop"))
+        callbacks = [*(kwargs.pop("callbacks", None) or []), self.grad_norm_recorder, self.step_timer, JsonlLogger(),
+                     self.nonfinite_guard]
         super().__init__(*args, callbacks=callbacks, **kwargs)
         self.loss_is_scaled_for_ga = False  # the objective returns a mean; the Trainer divides by accumulation
         self._metrics: dict[str, list[torch.Tensor]] = defaultdict(list)
@@ -164,6 +198,7 @@ class DiffusionTrainer(Trainer):
                           "steps": len(norms)} if norms else None,
             "seconds_per_step": statistics.median(times) if times else None,
             "world_size": self.args.world_size,
+            "skipped_steps": self.nonfinite_guard.skipped_steps,
         }
 
     # --- entropy caches travel with checkpoints ----------------------------------------------------------
@@ -184,6 +219,15 @@ class DiffusionTrainer(Trainer):
         if resume_from_checkpoint:
             self._restore_extras(Path(resume_from_checkpoint))
         return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
+    def restore_finished(self, checkpoint: Path) -> float | None:
+        """A run killed after its checkpoint at max_steps, before its final save: that checkpoint's weights
+        and state instead of training (the Trainer would run a step past max_steps); the last logged loss."""
+        self._load_from_checkpoint(str(checkpoint))
+        self.state = TrainerState.load_from_json(str(checkpoint / TRAINER_STATE_NAME))
+        self._restore_extras(checkpoint)
+        losses = [record["loss"] for record in self.state.log_history if "loss" in record]
+        return losses[-1] if losses else None
 
     def _restore_extras(self, checkpoint: Path) -> None:
         state = json.loads((checkpoint / TRAINER_STATE_NAME).read_text())

@@ -32,6 +32,7 @@ class Score:
     correct: float
     total: float
     extracted: str | None = None
+    timed_out: bool = False  # the scorer ran out of time (scored 0), counted apart in the results
 
 
 class FieldError(ValueError):

@@ -7,44 +7,45 @@ from __future__ import annotations
 
 import re
 
-BOXED = "\\boxed"
 ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
 _NUMBER = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?|-?\.\d+")
 _NUMBER_NOISE = re.compile(r"\\\$|\$|\\%|%|,|\\!|\s|\\text\{\s*\}")
+_BOXED_AT = re.compile(r"\\boxed(\s*)")
+_BRACE = re.compile(r"[{}]")
+_TOKEN = re.compile(r"[^\s$]+")
 
 
-def _braced(text: str, start: int) -> tuple[str, int] | None:
-    """Contents of the brace group opening at text[start] == "{" and the index after it."""
-    depth = 0
-    for i in range(start, len(text)):
-        if text[i] == "{":
-            depth += 1
-        elif text[i] == "}":
-            depth -= 1
-            if depth == 0:
-                return text[start + 1 : i], i + 1
-    return None
+def _brace_pairs(text: str) -> dict[int, int]:
+    """Each "{" index -> the index after its matching "}" (one pass with a stack; stray "}" ignored)."""
+    pairs, stack = {}, []
+    for match in _BRACE.finditer(text):
+        if match.group() == "{":
+            stack.append(match.start())
+        elif stack:
+            pairs[stack.pop()] = match.end()
+    return pairs
 
 
 def all_boxed(text: str) -> list[str]:
     """Contents of every complete \\boxed{...} (balanced braces) or `\\boxed x` in order of appearance;
-    a nested \\boxed counts once, as part of the outer one; an unclosed one is skipped."""
-    found = []
-    position = text.find(BOXED)
-    while position != -1:
-        after = position + len(BOXED)
-        rest = text[after:]
-        stripped = rest.lstrip()
-        if stripped.startswith("{"):
-            group = _braced(text, after + len(rest) - len(stripped))
-            if group is not None:
-                found.append(group[0])
-                after = group[1]
-        elif rest[:1] == " " and stripped:
-            token = re.match(r"[^\s$]+", stripped)
+    a nested \\boxed counts once, as part of the outer one; an unclosed one is skipped.
+
+    Linear in len(text), so a completion of thousands of nested or unclosed boxes costs one pass."""
+    pairs = _brace_pairs(text)
+    found: list[str] = []
+    inside_until = -1  # end of the last complete braced box taken: boxes starting before it are nested
+    for match in _BOXED_AT.finditer(text):
+        if match.start() < inside_until:
+            continue
+        brace = match.end()
+        if text.startswith("{", brace):
+            if brace in pairs:
+                found.append(text[brace + 1 : pairs[brace] - 1])
+                inside_until = pairs[brace]
+        elif match.group(1).startswith(" ") and brace < len(text):
+            token = _TOKEN.match(text, brace)
             if token:
-                found.append(token.group(0))
-        position = text.find(BOXED, after)
+                found.append(token.group())
     return found
 
 

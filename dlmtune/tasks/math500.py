@@ -1,21 +1,22 @@
 """MATH-500: the last \\boxed{} of the completion against the gold answer.
 
-Equal when math-verify finds them symbolically equivalent (offline; its timeouts use signal.alarm,
-which only works in the main thread, so they are switched off) or when their strings match after a
-Hendrycks-style normalisation (d1's comparison), which also covers answers sympy cannot parse.
+Equal when their strings match after a Hendrycks-style normalisation (d1's comparison, which also
+covers answers sympy cannot parse) or when math-verify finds them symbolically equivalent. math-verify
+runs in a child process with a hard limit per completion (`dlmtune.tasks.verify_worker`), so a hostile
+answer such as \\boxed{9^{9^{9}}} scores 0 as "timed out" after `timeout_s` instead of stalling the run.
 """
 
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass
 from typing import ClassVar
 
-from math_verify import parse, verify
-
 from dlmtune.tasks.base import Score, Task, boxed, format_response
 from dlmtune.tasks.extract import last_boxed
+from dlmtune.tasks.verify_worker import VerifyWorker
+
+VERIFY_TIMEOUT_S = 5.0
 
 _REMOVED = ("\\left", "\\right", "\\!", "\\,", "\\;", "\\:", "^{\\circ}", "^\\circ", "\\$", "$", "\\%", "%")
 _BARE_ARGUMENT = re.compile(r"\\(frac|sqrt)([0-9a-zA-Z])")  # \frac12, \sqrt2
@@ -23,9 +24,7 @@ _BARE_DENOMINATOR = re.compile(r"(\\frac\{[^{}]*\})([0-9a-zA-Z])")  # \frac{1}2
 _TEXT = re.compile(r"\\(?:text|textbf|mbox|mathrm)\{([^{}]*)\}")
 _SIMPLE_FRACTION = re.compile(r"^(-?\d+)/(\d+)$")
 _SHORT_LHS = re.compile(r"^[a-zA-Z]\w?=")
-
-# math-verify warns on every call that its timeouts are off; that is deliberate here.
-logging.getLogger("math_verify").setLevel(logging.ERROR)
+_WORKER = VerifyWorker()
 
 
 def normalize_answer(text: str) -> str:
@@ -43,16 +42,12 @@ def normalize_answer(text: str) -> str:
     return re.sub(r"^(-?\d+)\.0+$", r"\1", text)
 
 
-def equivalent(prediction: str, gold: str) -> bool:
-    """Normalised strings match, or math-verify proves the two answers equal; never raises."""
+def equivalent(prediction: str, gold: str, timeout_s: float = VERIFY_TIMEOUT_S) -> bool | None:
+    """Normalised strings match, or math-verify proves the two answers equal; None when math-verify ran
+    out of time (see `verify_worker`); never raises."""
     if normalize_answer(prediction) == normalize_answer(gold):
         return True
-    try:
-        parsed_gold = parse(boxed(gold), parsing_timeout=None)
-        parsed_prediction = parse(boxed(prediction), parsing_timeout=None)
-        return bool(verify(parsed_gold, parsed_prediction, timeout_seconds=None))
-    except Exception:  # math-verify and sympy can fail in many ways on arbitrary text
-        return False
+    return _WORKER.equivalent(gold, prediction, timeout_s)
 
 
 @dataclass(frozen=True)
@@ -60,6 +55,7 @@ class Math500Task(Task):
     name: str = "math500"
     default_gen_length: int = 256
     default_source: str | None = "HuggingFaceH4/MATH-500"
+    timeout_s: float = VERIFY_TIMEOUT_S  # math-verify's time per completion; past it the item scores 0
 
     fields: ClassVar[dict[str, tuple[str, ...]]] = {"problem": ("problem",), "answer": ("answer",)}
     optional_fields: ClassVar[tuple[str, ...]] = ("solution",)
@@ -73,5 +69,7 @@ class Math500Task(Task):
 
     def score(self, completion: str, item: dict) -> Score:
         prediction = last_boxed(completion)
-        correct = prediction is not None and equivalent(prediction, str(item["answer"]))
-        return Score(float(correct), 1.0, prediction)
+        if prediction is None:
+            return Score(0.0, 1.0, None)
+        correct = equivalent(prediction, str(item["answer"]), self.timeout_s)
+        return Score(float(bool(correct)), 1.0, prediction, timed_out=correct is None)

@@ -86,5 +86,5 @@ def test_gift_star_precomputes_once_and_reuses_the_file(tmp_path):
     cache = tmp_path / GIFT_STAR_CACHE
     stamp = cache.stat().st_mtime_ns
     assert cache.stat().st_size > 0
-    train(tmp_path, objective="gift-star", max_steps=2)
+    train(tmp_path, objective="gift-star", max_steps=2, overwrite_output_dir=True)  # a new run, same folder
     assert cache.stat().st_mtime_ns == stamp, "a second run on the same data and model reuses the entropies"

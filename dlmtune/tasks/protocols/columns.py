@@ -13,12 +13,13 @@ COLUMNS: tuple[str, ...] = ("dlmtune", "d1")
 
 
 def score_columns(task_name: str, completion: str, raw_completion: str, item: dict) -> dict[str, dict]:
-    """{protocol: {"correct", "total", "extracted"}} for each column, each on the decode it reads."""
+    """{protocol: {"correct", "total", "extracted", "timed_out"}} for each column, each on the decode it reads."""
     scores = {}
     for protocol in COLUMNS:
         task = get_task(task_name, protocol)
         score = task.score(raw_completion if task.raw_decode else completion, item)
-        scores[protocol] = {"correct": score.correct, "total": score.total, "extracted": score.extracted}
+        scores[protocol] = {"correct": score.correct, "total": score.total, "extracted": score.extracted,
+                            "timed_out": score.timed_out}
     return scores
 
 

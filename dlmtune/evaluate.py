@@ -193,10 +193,11 @@ def load_task_items(task_name: str, source: str | None, limit: int | None, seed:
 
 def few_shot_items(task_name: str, k: int, exclude: list[dict], seed: int = 1234) -> list[dict]:
     """k solved examples for a k-shot prompt, never one of the evaluated items. Sudoku and Countdown
-    draw them from the offline generator; other tasks need `shots_from` (a file of solved items)."""
+    draw them from the offline generator; the other tasks have no k-shot source."""
     task = get_task(task_name)
     if not hasattr(task, "generate"):
-        raise ValueError(f"{task_name}: k-shot prompts need solved examples; pass --shots-from FILE")
+        raise ValueError(f"{task_name}: k-shot prompts need solved examples, which only the generated tasks "
+                         "(sudoku, countdown) have; use --shots 0 (the papers' protocol) for this task")
     excluded = {json.dumps(item, sort_keys=True) for item in exclude}
     candidates = task.generate(k + len(exclude), seed)
     return [item for item in candidates if json.dumps(item, sort_keys=True) not in excluded][:k]

@@ -207,8 +207,8 @@ def base_section(base_dir: Path) -> list[str]:
         lines[-1] += (f": the `{record['config']['preset']}` preset ({record.get('parameters', 0) / 1e6:.2f}M "
                       f"parameters), {record['trainer_arguments']['max_steps']} steps of masked-diffusion "
                       f"pretraining on {record['config']['documents']} synthetic documents in "
-                      f"{record['train_seconds']:.0f} s (final loss {record['loss_curve'][-1][1]:.3f}); its "
-                      "recipe is configs/pretrain-tiny.yaml.")
+                      f"{record['train_seconds']:.0f} s (final loss {record['loss_curve'][-1][1]:.3f}), built with the "
+                      "former training loop; configs/pretrain-tiny.yaml holds its hyperparameters.")
     return [*lines, ""]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 import yaml
 from typer.testing import CliRunner
@@ -139,3 +140,15 @@ def test_amortised_objectives_measure_entropies_less_often(tmp_path, monkeypatch
         run_training(load_config(None, list(overrides.items())))
         counts[objective] = sum(measured)
     assert counts == {"weft": 32, "weft-k4": 8, "gift-star": 8}
+
+
+def test_the_embedded_base_is_found_without_the_recipe(tmp_path, monkeypatch):
+    """`embedded:base-tiny` resolves to the shipped folder; with neither it nor a cached rebuild, the error
+    says how to build one (no 36-minute pretraining started behind the user's back)."""
+    from dlmtune.models import embedded
+
+    assert embedded.embedded_base_folder() == embedded.SHIPPED_BASE
+    monkeypatch.setattr(embedded, "SHIPPED_BASE", tmp_path / "shipped")
+    monkeypatch.setattr(embedded, "CACHED_BASE", tmp_path / "cached")
+    with pytest.raises(FileNotFoundError, match="dlmtune pretrain --out"):
+        embedded.embedded_base_folder()

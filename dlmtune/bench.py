@@ -24,7 +24,7 @@ import torch
 from torch._C._profiler import _EventType
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from dlmtune.objectives.registry import GiftStar, ObjectiveConfig, get_objective
+from dlmtune.objectives.registry import ObjectiveConfig, get_objective
 
 LLADA_8B_SHAPE = {"hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32,
                   "intermediate_size": 12288, "vocab_size": 126464, "mask_token_id": 126336}
@@ -90,7 +90,7 @@ def make_batch(config: BenchConfig, vocab_size: int, mask_id: int, device: torch
 def _objective(name: str, model, batch, mask_id: int, config: BenchConfig):
     """The objective `name` (or variant) ready to step; gift-star with its entropies precomputed."""
     objective = get_objective(name, ObjectiveConfig(chunk_size=config.chunk_size), mask_id=mask_id)
-    if isinstance(objective, GiftStar):
+    if objective.precompute_before_training:
         objective.precompute(model, [batch])
     return objective
 

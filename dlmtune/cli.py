@@ -152,6 +152,11 @@ def train_command(
 
     Many processes: `accelerate launch --config_file configs/accelerate/ddp.yaml -m dlmtune train CONFIG`.
     """
+    run_train_cli(config, ctx.args)
+
+
+def run_train_cli(config: Path | None, args: list[str]) -> None:
+    """`dlmtune train CONFIG ARGS`; user errors become one message through the app's error handling."""
     import logging
 
     from accelerate import PartialState
@@ -160,7 +165,7 @@ def train_command(
     from dlmtune.train import load_config, run_training
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    train_config = load_config(config, parse_overrides(ctx.args))
+    train_config = load_config(config, parse_overrides(args))
     summary = run_training(train_config)
     if not PartialState().is_main_process:
         return
@@ -213,28 +218,25 @@ def bench_train_command(
         write_json_atomic(json_out, result)
 
 
-@app.command("pretrain")
+@app.command("pretrain", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def pretrain_command(
-    preset: str = typer.Option("tiny", help="Model preset to pretrain (micro, tiny, small)."),
+    ctx: typer.Context,
     out: Path = typer.Option(Path("runs/base-tiny"), help="Folder for the model and tokenizer."),
-    steps: int | None = typer.Option(None, help="Optimizer steps (default: the shipped recipe's)."),
-    documents: int | None = typer.Option(None, help="Corpus size in documents."),
-    seed: int = typer.Option(0, help="Seed of the corpus, the initial weights and the masks."),
+    config: Path | None = typer.Option(None, help="Recipe (default: configs/pretrain-tiny.yaml, the shipped base's)."),
 ) -> None:
-    """Build the embedded base dLLM: masked-diffusion pretraining on the synthetic corpus."""
-    from dataclasses import replace
+    """Build the embedded base dLLM: `dlmtune train` on the pretraining recipe. Any key can be overridden
+    as in `dlmtune train`: --max_steps 20 --data.synthetic_size 1000 --seed 1."""
+    from dlmtune.train import embedded_config
 
-    from dlmtune.pretrain import PretrainConfig, pretrain
-
-    overrides = {k: v for k, v in {"steps": steps, "documents": documents}.items() if v is not None}
-    typer.echo(f"base model written to {pretrain(replace(PretrainConfig(preset=preset, seed=seed), **overrides), out)}")
+    run_train_cli(config or embedded_config("pretrain-tiny"), [*ctx.args, "--output_dir", str(out)])
+    typer.echo(f"base model written to {out}")
 
 
 @app.command("demo")
 def demo_command(
     objectives: str = typer.Option(
         "sft,weft", help="Comma-separated objectives to compare: any registered one or variant (weft-k4, gift-star)."),
-    seeds: int | None = typer.Option(None, help="Training seeds per objective (default 3, --quick 1)."),
+    seeds: int | None = typer.Option(None, help="Training seeds per objective (default 5, --quick 1)."),
     quick: bool = typer.Option(False, "--quick", help="The short version: one seed, fewer steps and items."),
     out: Path = typer.Option(Path("runs/demo"), help="Output folder (re-running resumes)."),
     base: Path | None = typer.Option(None, help="Base model folder (default: the shipped pretrained tiny dLLM)."),
@@ -242,11 +244,12 @@ def demo_command(
     test_per_task: int | None = typer.Option(None, "--items", hidden=True, help="Override test items per task."),
     train_per_task: int | None = typer.Option(None, "--train-items", hidden=True, help="Override SFT items per task."),
 ) -> None:
-    """SFT vs WeFT on the embedded tiny dLLM: fine-tune, evaluate, and write OUT/report.md and report.png."""
+    """SFT vs WeFT on the embedded tiny dLLM: fine-tune (configs/tiny.yaml), evaluate, and write OUT/report.md."""
     from dlmtune.demo import resolve_config, run_demo
 
-    config = resolve_config(objectives, seeds, quick, base=str(base) if base else None, max_steps=max_steps,
-                            test_per_task=test_per_task, train_per_task=train_per_task)
+    train = {"max_steps": max_steps, "data.synthetic_size": train_per_task}
+    config = resolve_config(objectives, seeds, quick, base=str(base) if base else None, test_per_task=test_per_task,
+                            train_overrides=tuple((k, v) for k, v in train.items() if v is not None))
     report = run_demo(config, out)
     typer.echo(report["table"])
     typer.echo(f"report: {out / 'report.md'}")

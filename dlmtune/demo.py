@@ -1,15 +1,15 @@
 """`dlmtune demo`: the SFT-vs-WeFT experiment of the papers, shrunk to the embedded tiny dLLM.
 
-One base model (the shipped pretrained `tiny` preset) is fine-tuned with each objective on the same
-small SFT set (the analogue of s1K: about a thousand solver traces of Sudoku and Countdown), once per
-training seed; every result and the base are evaluated with LLaDA's sampler on held-out items; the
-report is then built only from the per-run files in OUT/runs. A re-run with the same OUT skips the runs
-whose file exists and was made with the same settings, so an interrupted demo resumes.
+A run is one fine-tuning folder plus one evaluation record. Each fine-tuning run is `dlmtune train` on
+`configs/tiny.yaml` (the shipped pretrained base, about a thousand solver traces of Sudoku and Countdown:
+the analogue of s1K) with the run's objective, training seed and output folder set, through the same
+`run_training` call; the model is then read back from that folder and evaluated with LLaDA's sampler on
+held-out items. The report is built only from the per-run files in OUT/runs. A re-run with the same OUT
+skips the runs whose file exists and was made with the same settings, so an interrupted demo resumes.
 
 Parallelism: runs are independent, so they go to `workers` processes (default: one per CPU core, at most
-two), each with single-threaded torch. At this width every op is tiny: two OpenMP threads in one process
-gain less than a second process does on an idle machine, and on a busy one they spend their time waiting
-for each other (measured: a micro demo 12x slower with 2 threads than with 1 while other jobs ran).
+two), each with single-threaded torch: at this width every op is tiny, and two OpenMP threads in one
+process gain less than a second process does.
 """
 
 from __future__ import annotations
@@ -27,63 +27,56 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from tqdm.auto import tqdm
+from transformers import TrainerCallback
 
+from dlmtune.data import load_records
 from dlmtune.io import write_json_atomic
+from dlmtune.models.embedded import EMBEDDED_BASE, embedded_base_folder
 from dlmtune.models.loading import load_model
-from dlmtune.models.spec import DLMSpec
-from dlmtune.pretrain import DEMO_DATA_SEED, TrainArgs, encode, ensure_base, train_model
-from dlmtune.synthetic import make_splits, sft_examples
 from dlmtune.synthetic.countdown import OPS
-from dlmtune.synthetic.splits import DEFAULT_N_TEST, DEFAULT_N_VAL
+from dlmtune.synthetic.splits import DEFAULT_N_TEST, DEFAULT_N_VAL, make_splits
 from dlmtune.tasks.countdown import evaluate_expression
+from dlmtune.train import TrainConfig, embedded_config, load_config, run_training
+from dlmtune.trainer import LOG_FILE
 
 TASKS = ("sudoku", "countdown")
-DATA_SEED = DEMO_DATA_SEED  # the splits whose held-out items the base never saw
 SUDOKU_CHANCE = 0.25  # a uniformly random digit in an empty cell
 
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """Sizes of the experiment; the defaults fit the 10-minute budget on two CPU cores. Training
-    hyperparameters carry `transformers.TrainingArguments` meanings (`train_args`)."""
+    """What the experiment compares and how it evaluates. The fine-tuning is `train_config` with
+    `train_overrides` (config keys, as on the `dlmtune train` command line), then each run's objective,
+    seed and output folder; nothing about training is set here."""
 
     objectives: tuple[str, ...] = ("sft", "weft")
-    seeds: int = 5  # t-interval half-width at 5 seeds: 1.24 sd; at 3: 2.48 sd
-    train_per_task: int = 500  # 2 tasks x 500 = the s1K-sized SFT set
-    test_per_task: int | dict[str, int] = field(default_factory=lambda: {"sudoku": 32, "countdown": 256})  # d1: 256
-    max_steps: int = 300
-    batch_size: int = 16
-    learning_rate: float = 1e-3
-    warmup_ratio: float = 0.05
-    weight_decay: float = 0.1
+    seeds: int = 5  # training seeds; sft and weft share each seed's data order and initial weights (paired)
+    # held-out items: Countdown all 256 of its test split (d1: 256); Sudoku 64 puzzles (about 500 cells)
+    test_per_task: int | dict[str, int] = field(default_factory=lambda: {"sudoku": 64, "countdown": 256})
     gen_length: dict[str, int] = field(default_factory=lambda: {"sudoku": 64, "countdown": 32})  # longest answers: 59, 31
     block_length: int = 32
     steps_ratio: int = 2  # diffusion steps = gen_length / steps_ratio (the papers use 2)
     eval_batch_size: int = 64
     entropy_examples: int = 64  # examples measured for the base model's entropy picture
     workers: int | None = None  # processes running runs side by side; None = min(2, CPU cores)
-    base: str | None = None  # a pretrained base folder; None = the shipped one
+    base: str | None = None  # a pretrained base folder; None = the train config's model
+    train_config: str = str(embedded_config("tiny"))
+    train_overrides: tuple[tuple[str, Any], ...] = ()
 
     def items(self, task: str) -> int:
         """Held-out test items of `task`."""
         return self.test_per_task if isinstance(self.test_per_task, int) else self.test_per_task[task]
 
-    def train_args(self, seed: int) -> TrainArgs:
-        """The fine-tuning hyperparameters in `transformers.TrainingArguments` terms."""
-        return TrainArgs(max_steps=self.max_steps, per_device_train_batch_size=self.batch_size,
-                         learning_rate=self.learning_rate, warmup_ratio=self.warmup_ratio,
-                         weight_decay=self.weight_decay, seed=seed)
 
-
-QUICK = {"seeds": 1, "max_steps": 80, "test_per_task": {"sudoku": 16, "countdown": 32}}
+QUICK = {"seeds": 1, "train_overrides": (("max_steps", 80),), "test_per_task": {"sudoku": 16, "countdown": 32}}
 
 
 def countdown_chance(item: dict) -> float:
     """Probability that (a op b) op c, the numbers in the order given and two uniformly random operators,
     hits the target: the accuracy of guessing with the knowledge that every generated problem is solvable
-    that way (8.2% on the demo's 256 test items, where a uniformly random expression in any order and
-    bracketing hits 6.0%)."""
+    that way."""
     a, b, c = item["numbers"]
     pairs = list(itertools.product(OPS, repeat=2))
     hits = 0
@@ -101,13 +94,34 @@ def chance_levels(test_items: dict[str, list[dict]]) -> dict[str, float]:
     return {task: levels[task] for task in test_items}
 
 
+def run_train_config(config: DemoConfig, objective: str, seed: int, output_dir: str | Path) -> TrainConfig:
+    """The training config of one demo run: exactly what `dlmtune train TRAIN_CONFIG [overrides] --objective
+    OBJECTIVE --seed SEED --output_dir OUTPUT_DIR` runs (checkpoints and progress bars off: they change
+    no parameter)."""
+    overrides = [*((("model", config.base),) if config.base else ()), *config.train_overrides,
+                 ("objective", objective), ("seed", seed), ("output_dir", str(output_dir)),
+                 ("save_strategy", "no"), ("disable_tqdm", True)]
+    return load_config(config.train_config, overrides)
+
+
+def reference_config(config: DemoConfig) -> TrainConfig:
+    """The training config without a run's objective and seed: its model is the base, its data the SFT set."""
+    return run_train_config(config, "sft", 0, "unused")
+
+
 def demo_data(config: DemoConfig) -> tuple[list[dict[str, str]], dict[str, list[dict]]]:
-    """The SFT set (the tasks' train splits, interleaved) and the held-out test items (test splits)."""
-    per_task = [sft_examples(task, config.train_per_task, DATA_SEED, "train") for task in TASKS]
-    train = [ex for group in zip(*per_task, strict=True) for ex in group]
-    test = {task: make_splits(task, 0, DEFAULT_N_VAL, DEFAULT_N_TEST, DATA_SEED)["test"][: config.items(task)]
+    """The first examples of the SFT set (for the entropy picture) and the held-out test items: the test
+    splits at the SFT set's data seed, which the SFT set and the base's corpus never hold."""
+    data = reference_config(config).data
+    train = [record.fields for record in load_records(replace(data, limit=config.entropy_examples))]
+    test = {task: make_splits(task, 0, DEFAULT_N_VAL, DEFAULT_N_TEST, data.synthetic_seed)["test"][: config.items(task)]
             for task in TASKS}
     return train, test
+
+
+def base_folder(config: DemoConfig) -> Path:
+    name = reference_config(config).model.name_or_path
+    return embedded_base_folder() if name == EMBEDDED_BASE else Path(name)
 
 
 def generation_settings(config: DemoConfig, task: str) -> dict[str, Any]:
@@ -116,28 +130,34 @@ def generation_settings(config: DemoConfig, task: str) -> dict[str, Any]:
             "steps": gen_length // config.steps_ratio, "batch_size": config.eval_batch_size}
 
 
-def load_base(folder: Path) -> tuple[Any, Any, DLMSpec]:
-    return load_model(str(folder))
-
-
-Report = Callable[[str, float], None]
+Report = Callable[[str, float], None]  # (run name, work units done since the last call)
 # Steady-state no-grad first passes per training step, for the progress estimate (weft and its ablations: 1)
 FIRST_PASSES_PER_STEP = {"base": 0.0, "sft": 0.0, "cart": 0.0, "sft-full-logits": 0.0, "weft-k4": 0.25,
-                         "gift-star": 0.0}  # (run name, work units done since the last call)
+                         "gift-star": 0.0}
 
 
-def finetune(base_dir: Path, train: list[dict[str, str]], objective: str, seed: int, config: DemoConfig,
-             progress: bool, on_step: Callable[[int, float], None] | None = None,
-             ) -> tuple[Any, Any, DLMSpec, dict[str, Any]]:
-    """Fine-tune a fresh copy of the base with `objective`; returns the model and the run's training record."""
-    model, tokenizer, spec = load_base(base_dir)
-    sequences = [encode(tokenizer, ex["prompt"], ex["response"]) for ex in train]
-    args = config.train_args(seed)
-    curve, seconds = train_model(model, sequences, args, objective=objective, mask_id=spec.mask_token_id,
-                                 pad_id=spec.pad_token_id, desc=f"{objective} seed {seed}", progress=progress,
-                                 on_step=on_step)
-    return model, tokenizer, spec, {"train_seconds": seconds, "loss_curve": curve,
-                                    "trainer_arguments": asdict(args)}
+class StepReport(TrainerCallback):
+    """Calls `on_step()` after every optimizer step (the demo's progress bar)."""
+
+    def __init__(self, on_step: Callable[[], None]):
+        self.on_step = on_step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.on_step()
+
+
+def logged_losses(folder: Path) -> list[tuple[int, float]]:
+    """(step, training loss) of every logging window, from the run's log.jsonl."""
+    records = [json.loads(line) for line in (folder / LOG_FILE).read_text().splitlines()]
+    return [(r["step"], r["loss"]) for r in records if "loss" in r]
+
+
+def finetune(config: DemoConfig, objective: str, seed: int, folder: Path, on_step: Callable[[], None]) -> dict[str, Any]:
+    """Train one run into `folder` (a `dlmtune train` output folder); returns the run's training record."""
+    train_config = run_train_config(config, objective, seed, folder)
+    summary = run_training(train_config, callbacks=[StepReport(on_step)])
+    return {"train_seconds": summary["train_runtime_s"], "loss_curve": logged_losses(folder),
+            "train_output": str(folder), "train_config": train_config.raw}
 
 
 def evaluate_run(model, tokenizer, spec, test: dict[str, list[dict]], config: DemoConfig, folder: Path,
@@ -171,28 +191,40 @@ def run_name(objective: str, seed: int | None) -> str:
 
 
 def base_section(base_dir: Path) -> list[str]:
-    """What the base model is and how it was made, from its `pretrain.json` when it has one."""
+    """What the base model is and how it was made: its `dlmtune train` record when `dlmtune pretrain` built
+    it, or the `pretrain.json` the shipped base was built with."""
     lines = ["## The base model", "", f"`{base_dir}`"]
-    record_path = base_dir / "pretrain.json"
-    if record_path.exists():
-        record = json.loads(record_path.read_text())
-        args = record.get("trainer_arguments", {})
+    recipe, legacy = base_dir / "dlmtune_train.yaml", base_dir / "pretrain.json"
+    if recipe.exists() and (base_dir / "train_summary.json").exists():
+        raw = yaml.safe_load(recipe.read_text())
+        summary = json.loads((base_dir / "train_summary.json").read_text())
+        lines[-1] += (f": `{raw['model']['name_or_path']}` trained {summary['global_step']} steps with "
+                      f"`{raw['data']['source']}` ({summary['data']['examples']} documents) in "
+                      f"{summary['train_runtime_s']:.0f} s (final loss {summary['final_loss']:.3f}); recipe in "
+                      "dlmtune_train.yaml.")
+    elif legacy.exists():
+        record = json.loads(legacy.read_text())
         lines[-1] += (f": the `{record['config']['preset']}` preset ({record.get('parameters', 0) / 1e6:.2f}M "
-                      f"parameters), {args.get('max_steps')} steps of masked-diffusion pretraining on "
-                      f"{record['config']['documents']} synthetic documents in {record['train_seconds']:.0f} s "
-                      f"(final loss {record['loss_curve'][-1][1]:.3f}); recipe in pretrain.json.")
+                      f"parameters), {record['trainer_arguments']['max_steps']} steps of masked-diffusion "
+                      f"pretraining on {record['config']['documents']} synthetic documents in "
+                      f"{record['train_seconds']:.0f} s (final loss {record['loss_curve'][-1][1]:.3f}), built with the "
+                      "former training loop; configs/pretrain-tiny.yaml holds its hyperparameters.")
     return [*lines, ""]
 
 
-def run_settings(config: DemoConfig, base_dir: Path, objective: str) -> dict[str, Any]:
+def run_settings(config: DemoConfig, objective: str) -> dict[str, Any]:
     """What a run's result depends on; a run file made with other settings is redone."""
-    fields = asdict(config)
-    for key in ("objectives", "seeds", "entropy_examples", "workers", "base"):
-        fields.pop(key)
+    reference = reference_config(config)
+    data_seed = reference.data.synthetic_seed
+    evaluation = {"test_per_task": config.test_per_task, "gen_length": config.gen_length,
+                  "block_length": config.block_length, "steps_ratio": config.steps_ratio,
+                  "eval_batch_size": config.eval_batch_size, "data_seed": data_seed}
     if objective == "base":
-        for key in ("train_per_task", "max_steps", "batch_size", "learning_rate", "warmup_ratio", "weight_decay"):
-            fields.pop(key)
-    return json.loads(json.dumps(fields | {"base": str(base_dir), "data_seed": DATA_SEED}))
+        training: dict[str, Any] = {"model": str(base_folder(config))}
+    else:
+        training = {k: v for k, v in run_train_config(config, objective, 0, "").raw.items()
+                    if k not in ("output_dir", "seed")}
+    return json.loads(json.dumps({"evaluation": evaluation, "training": training}))
 
 
 def work_units(config: DemoConfig, test: dict[str, list[dict]], objective: str) -> dict[str, float]:
@@ -202,8 +234,9 @@ def work_units(config: DemoConfig, test: dict[str, list[dict]], objective: str) 
     response_tokens = {"sudoku": 59, "countdown": 29}
     first_pass = FIRST_PASSES_PER_STEP.get(objective, 1.0)
     mean_example = sum(prompt_tokens[t] + response_tokens[t] for t in TASKS) / len(TASKS)
-    step = config.batch_size * mean_example * (3 + first_pass)
-    units = {"step": step if objective != "base" else 0.0}
+    training = reference_config(config).training
+    step = training["per_device_train_batch_size"] * mean_example * (3 + first_pass)
+    units = {"step": step if objective != "base" else 0.0, "steps": training["max_steps"]}
     for task in test:
         units[task] = (prompt_tokens[task] + config.gen_length[task]) * config.gen_length[task] / config.steps_ratio
     return units
@@ -211,14 +244,14 @@ def work_units(config: DemoConfig, test: dict[str, list[dict]], objective: str) 
 
 def run_total(config: DemoConfig, test: dict[str, list[dict]], objective: str) -> float:
     units = work_units(config, test, objective)
-    return units["step"] * config.max_steps + sum(units[task] * len(items) for task, items in test.items())
+    return units["step"] * units["steps"] + sum(units[task] * len(items) for task, items in test.items())
 
 
-def execute_run(config: DemoConfig, base_dir: Path, train: list[dict[str, str]], test: dict[str, list[dict]],
-                objective: str, seed: int | None, out: Path, report: Report | None = None,
-                progress: bool = False) -> str:
-    """One run: fine-tune (unless `objective` is "base"), evaluate, write OUT/runs/<name>.json. Single-threaded
-    torch; the base run also draws the entropy picture."""
+def execute_run(config: DemoConfig, train: list[dict[str, str]], test: dict[str, list[dict]], objective: str,
+                seed: int | None, out: Path, report: Report | None = None, progress: bool = False) -> str:
+    """One run: fine-tune into OUT/work/<name>/train (unless `objective` is "base"), evaluate the model read
+    back from that folder, write OUT/runs/<name>.json. Single-threaded torch; the base run also draws the
+    entropy picture."""
     from dlmtune.entropy_picture import picture_for_examples
 
     torch.set_num_threads(1)
@@ -228,15 +261,14 @@ def execute_run(config: DemoConfig, base_dir: Path, train: list[dict[str, str]],
     work = out / "work" / name
     shutil.rmtree(work, ignore_errors=True)
     record: dict[str, Any] = {"name": name, "objective": objective, "seed": seed,
-                              "settings": run_settings(config, base_dir, objective)}
+                              "settings": run_settings(config, objective)}
     if seed is None:
-        model, tokenizer, spec = load_base(base_dir)
+        model, tokenizer, spec = load_model(str(base_folder(config)))
         picture_for_examples(model, tokenizer, spec, train, out / "entropy.png", title="base model",
                              limit=config.entropy_examples)
     else:
-        model, tokenizer, spec, trained = finetune(base_dir, train, objective, seed, config, progress,
-                                                   on_step=lambda step, loss: tell(name, units["step"]))
-        record |= trained
+        record |= finetune(config, objective, seed, work / "train", on_step=lambda: tell(name, units["step"]))
+        model, tokenizer, spec = load_model(str(work / "train"))
     record["accuracy"], record["eval_seconds"] = evaluate_run(
         model, tokenizer, spec, test, config, work / "eval", progress,
         on_items=lambda task, n: tell(name, units[task] * n))
@@ -268,7 +300,7 @@ def run_demo(config: DemoConfig, out: str | Path, progress: bool = True) -> dict
     start = time.perf_counter()
     out = Path(out)
     runs_dir = out / "runs"
-    base_dir = ensure_base(config.base)
+    base_dir = base_folder(config)
     train, test = demo_data(config)
     chance = chance_levels(test)
     plan = [("base", None)] + [(o, s) for s in range(config.seeds) for o in config.objectives]
@@ -280,7 +312,7 @@ def run_demo(config: DemoConfig, out: str | Path, progress: bool = True) -> dict
     for objective, seed in plan:
         path = runs_dir / f"{run_name(objective, seed)}.json"
         if not (path.exists() and json.loads(path.read_text()).get("settings")
-                == run_settings(config, base_dir, objective)):
+                == run_settings(config, objective)):
             todo.append((objective, seed))
     todo.sort(key=lambda run: -run_total(config, test, run[0]))  # longest first: the workers finish together
     workers = min(demo_workers(config), max(len(todo), 1))
@@ -296,13 +328,13 @@ def run_demo(config: DemoConfig, out: str | Path, progress: bool = True) -> dict
 
     if workers == 1:
         for objective, seed in todo:
-            execute_run(config, base_dir, train, test, objective, seed, out, report)
+            execute_run(config, train, test, objective, seed, out, report)
             active.pop(run_name(objective, seed), None)
     elif todo:
         context = multiprocessing.get_context("spawn")  # no fork of a process already running torch threads
         queue = context.Manager().Queue()
         with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init, initargs=(queue,)) as pool:
-            pending = {pool.submit(_worker_run, config, base_dir, train, test, o, s, out) for o, s in todo}
+            pending = {pool.submit(_worker_run, config, train, test, o, s, out) for o, s in todo}
             while pending:
                 done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
                 while not queue.empty():
@@ -315,7 +347,8 @@ def run_demo(config: DemoConfig, out: str | Path, progress: bool = True) -> dict
     runs = [json.loads((runs_dir / f"{n}.json").read_text()) for n in sorted(names)]
     run_seconds = sum((r.get("train_seconds") or 0) + r["eval_seconds"] for r in runs)
     settings = asdict(config) | {
-        "base": str(base_dir), "data_seed": DATA_SEED, "train_examples": len(train),
+        "base": str(base_dir), "train_config": reference_config(config).raw | {"seed": "per run", "objective": "per run",
+                                                                                "output_dir": "per run"},
         "test_items": {task: len(items) for task, items in test.items()}, "workers": workers,
         "generation": {task: generation_settings(config, task) for task in test},
         "chance": "sudoku: 1/4 per empty cell (a random digit); countdown: mean over test items of the share of "
@@ -329,12 +362,15 @@ def run_demo(config: DemoConfig, out: str | Path, progress: bool = True) -> dict
         "## The base model's entropy (WeFT's first pass)", "",
         "Each answer token's entropy with the whole answer masked: the importance WeFT starts from "
         "(beta = sqrt(H)).", "", "![entropy](entropy.png)", ""]
-    return write_report(out, list(test), chance, settings, sections)
+    return write_report(out, list(test), chance, settings, {task: len(items) for task, items in test.items()}, sections)
 
 
-def resolve_config(objectives: str, seeds: int | None, quick: bool, **overrides: Any) -> DemoConfig:
-    """DemoConfig from the command line: --quick's sizes first, explicit values over them."""
+def resolve_config(objectives: str, seeds: int | None, quick: bool, train_overrides: tuple[tuple[str, Any], ...] = (),
+                   **overrides: Any) -> DemoConfig:
+    """DemoConfig from the command line: --quick's sizes first, explicit values over them; `train_overrides`
+    come after --quick's."""
     config = replace(DemoConfig(), **QUICK) if quick else DemoConfig()
-    config = replace(config, objectives=tuple(o.strip() for o in objectives.split(",") if o.strip()))
+    config = replace(config, objectives=tuple(o.strip() for o in objectives.split(",") if o.strip()),
+                     train_overrides=(*config.train_overrides, *train_overrides))
     given = {k: v for k, v in overrides.items() if v is not None} | ({"seeds": seeds} if seeds else {})
     return replace(config, **given)

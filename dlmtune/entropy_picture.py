@@ -71,9 +71,10 @@ def picture_for_examples(model: nn.Module, tokenizer, spec: DLMSpec, examples: l
                          path: str | Path, title: str, limit: int = 64) -> list[tuple[str, int, float]]:
     """The picture for the first `limit` {"prompt", "response"} examples (interleaved over tasks by the
     caller if it wants)."""
-    from dlmtune.pretrain import encode
+    from dlmtune.data import encode_example
 
-    sequences = [encode(tokenizer, ex["prompt"], ex["response"]) for ex in examples[:limit]]
+    sequences = [encode_example(tokenizer, [{"role": "user", "content": ex["prompt"]}], ex["response"],
+                                max_length=sys.maxsize) for ex in examples[:limit]]
     return picture_for_sequences(model, tokenizer, spec, sequences, path, title)
 
 
@@ -159,11 +160,10 @@ def entropy_command(model_name: str, data: str, out: str | Path, limit: int = 64
     from dlmtune.data import DataConfig, encode_example, load_records
     from dlmtune.data.sft import example_parts
     from dlmtune.models.loading import load_model
-    from dlmtune.synthetic import sft_examples
-    from dlmtune.synthetic.splits import GENERATORS
+    from dlmtune.tasks.generated import GENERATED_TASKS, sft_examples
 
     title = Path(model_name).name
-    if data in GENERATORS:
+    if data in GENERATED_TASKS:
         model, tokenizer, spec = load_model(model_name, trust_remote_code=trust_remote_code)
         return picture_for_examples(model, tokenizer, spec, sft_examples(data, limit, seed=0, split="val"), out,
                                     title=title, limit=limit)

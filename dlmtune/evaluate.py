@@ -233,7 +233,7 @@ def data_identity(task_name: str, source: str | None, seed: int = 0) -> dict[str
 
 def few_shot_items(task_name: str, k: int, exclude: list[dict], seed: int = 1234) -> list[dict]:
     """k solved examples for a k-shot prompt, never one of the evaluated items. Sudoku and Countdown
-    draw them from the offline generator; other tasks need `shots_from` (a file of solved items)."""
+    draw them from the offline generator; the other tasks have no k-shot source."""
     task = get_task(task_name)
     if not hasattr(task, "generate"):
         raise ValueError(f"{task_name}: k-shot prompts need solved examples; pass --shots-from FILE, HUB_ID or train")

@@ -11,8 +11,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,33 +20,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from dlmtune.io import write_json_atomic, write_text_atomic  # noqa: E402
-
-# Two-sided 95% quantiles of Student's t, t_{0.975}(df), df = 1..30; beyond, a Cornish-Fisher expansion.
-T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
-         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
-         2.045, 2.042)
-Z_975 = 1.959964
-
-
-def t_quantile_975(df: int) -> float:
-    if df < 1:
-        raise ValueError(f"degrees of freedom must be >= 1, got {df}")
-    if df <= len(T_975):
-        return T_975[df - 1]
-    z = Z_975
-    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
-
-
-def mean_interval(values: Sequence[float]) -> dict[str, Any]:
-    """Mean and 95% t-interval over seeds; with one value the interval is undefined (None)."""
-    n = len(values)
-    mean = sum(values) / n
-    if n < 2:
-        return {"mean": mean, "low": None, "high": None, "n": n}
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    half = t_quantile_975(n - 1) * sd / math.sqrt(n)
-    return {"mean": mean, "low": mean - half, "high": mean + half, "n": n}
+from dlmtune.io import write_bytes_atomic, write_json_atomic, write_text_atomic  # noqa: E402
+from dlmtune.stats import mean_interval, paired_difference  # noqa: E402
 
 
 def load_runs(folder: str | Path) -> list[dict[str, Any]]:
@@ -91,9 +64,8 @@ def accuracy_table(summary: dict[str, Any], chance: dict[str, float], tasks: Seq
     return "\n".join(lines) + "\n"
 
 
-def verdicts(summary: dict[str, Any], chance: dict[str, float], tasks: Sequence[str],
-             baseline: str = "sft") -> list[str]:
-    """Plain statements of what the numbers show: above base and chance, and each objective vs the baseline."""
+def verdicts(summary: dict[str, Any], chance: dict[str, float], tasks: Sequence[str]) -> list[str]:
+    """Plain statements of what the numbers show: each fine-tuned model against the base and chance."""
     base = summary.get("base")
     lines = []
     for name, row in summary.items():
@@ -107,36 +79,79 @@ def verdicts(summary: dict[str, Any], chance: dict[str, float], tasks: Sequence[
             else:
                 clear = "clearly above" if stat["low"] > floor else "NOT clearly above"
             lines.append(f"{name} on {task}: {_fmt(stat)} vs base/chance {100 * floor:.1f} ({clear}).")
-    reference = summary.get(baseline)
-    for name, row in summary.items():
-        if name in ("base", baseline) or reference is None:
+    return lines
+
+
+def paired_differences(runs: list[dict[str, Any]], tasks: Sequence[str], baseline: str = "sft") -> dict[str, Any]:
+    """Per objective other than the baseline, per task: the paired difference objective - baseline over the
+    seeds both ran (same seed = same data order and initial weights), as `dlmtune.stats.paired_difference`."""
+    by_objective: dict[str, dict[int, dict[str, Any]]] = {}
+    for run in runs:
+        if run.get("seed") is not None:
+            by_objective.setdefault(run["objective"], {})[run["seed"]] = run
+    reference = by_objective.get(baseline, {})
+    result = {}
+    for name, seeds in by_objective.items():
+        common = sorted(set(seeds) & set(reference))
+        if name == baseline or not common:
             continue
+        result[name] = {task: paired_difference([seeds[s]["accuracy"][task] for s in common],
+                                                [reference[s]["accuracy"][task] for s in common]) for task in tasks}
+    return result
+
+
+def difference_verdict(diff: dict[str, Any]) -> str:
+    """What a paired 95% interval says about the difference."""
+    if diff["low"] is None:
+        return "one seed: no interval, no conclusion"
+    if diff["low"] > 0:
+        return "better: the 95% interval lies above 0"
+    if diff["high"] < 0:
+        return "WORSE: the 95% interval lies below 0"
+    return "no clear difference: the 95% interval includes 0"
+
+
+def difference_table(differences: dict[str, Any], tasks: Sequence[str], baseline: str = "sft") -> str:
+    """Markdown table of the paired differences in points, with the verdict of each interval."""
+    lines = ["| comparison | task | seeds | mean | 95% interval | half-width | verdict |", "|---|---|---|---|---|---|---|"]
+    for name, per_task in differences.items():
         for task in tasks:
-            a, b = row["accuracy"][task], reference["accuracy"][task]
-            diff = 100 * (a["mean"] - b["mean"])
-            if a["low"] is None or b["low"] is None:
-                judged = "one seed: no interval, no conclusion"
-            elif a["low"] > b["high"]:
-                judged = f"{name} is better here (intervals do not overlap)"
-            elif b["low"] > a["high"]:
-                judged = f"{name} is WORSE here (intervals do not overlap)"
-            else:
-                judged = f"the intervals overlap: this run shows no clear difference between {name} and {baseline}"
-            lines.append(f"{name} - {baseline} on {task}: {diff:+.1f} points; {judged}.")
+            d = per_task[task]
+            interval = "-" if d["low"] is None else f"[{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]"
+            half = "-" if d["low"] is None else f"{100 * (d['high'] - d['low']) / 2:.1f}"
+            lines.append(f"| {name} - {baseline} | {task} | {d['n']} | {100 * d['mean']:+.1f} | {interval} | {half} | "
+                         f"{difference_verdict(d)} |")
+    return "\n".join(lines) + "\n"
+
+
+def noise(runs: list[dict[str, Any]], summary: dict[str, Any], tasks: Sequence[str],
+          items: dict[str, int]) -> dict[str, Any]:
+    """Per task: item noise, the binomial standard error sqrt(p (1 - p) / n) of one run's accuracy from its
+    n test items (p = the fine-tuned runs' mean accuracy), beside seed noise, each objective's sd over seeds."""
+    result = {}
+    for task in tasks:
+        tuned = [r["accuracy"][task] for r in runs if r.get("seed") is not None]
+        p = sum(tuned) / len(tuned) if tuned else 0.0
+        result[task] = {"items": items[task], "item_se": math.sqrt(p * (1 - p) / items[task]),
+                        "seed_sd": {name: row["accuracy"][task]["sd"] for name, row in summary.items() if name != "base"}}
+    return result
+
+
+def noise_lines(noise_by_task: dict[str, Any]) -> list[str]:
+    lines = ["| task | test items | item noise (binomial s.e. of one run) | seed noise (sd over seeds) |",
+             "|---|---|---|---|"]
+    for task, n in noise_by_task.items():
+        seeds = ", ".join(f"{name} {'-' if sd is None else f'{100 * sd:.1f}'}" for name, sd in n["seed_sd"].items())
+        lines.append(f"| {task} | {n['items']} | {100 * n['item_se']:.1f} | {seeds} |")
     return lines
 
 
 def save_figure(fig: plt.Figure, path: str | Path) -> None:
-    """Render to memory, then write a temporary file and rename it over `path`."""
+    """Render to memory, then write it atomically."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format=Path(path).suffix.lstrip(".") or "png", dpi=120, bbox_inches="tight")
     plt.close(fig)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(buffer.getvalue())
-    os.replace(tmp, path)
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def plot_report(runs: list[dict[str, Any]], summary: dict[str, Any], chance: dict[str, float],
@@ -187,11 +202,14 @@ def training_time_ratios(summary: dict[str, Any]) -> dict[str, float]:
 
 
 def write_report(out_dir: str | Path, tasks: Sequence[str], chance: dict[str, float], settings: dict[str, Any],
-                 extra_sections: Sequence[str] = ()) -> dict[str, Any]:
-    """Build report.md, report.png and report.json in `out_dir` from the files in `out_dir/runs`."""
+                 items: dict[str, int], extra_sections: Sequence[str] = ()) -> dict[str, Any]:
+    """Build report.md, report.png and report.json in `out_dir` from the files in `out_dir/runs`; `items`
+    is each task's number of test items."""
     out_dir = Path(out_dir)
     runs = load_runs(out_dir / "runs")
     summary = summarize(runs, tasks)
+    differences = paired_differences(runs, tasks)
+    noise_by_task = noise(runs, summary, tasks, items)
     plot_report(runs, summary, chance, tasks, out_dir / "report.png")
     time_over_sft = training_time_ratios(summary)
     ratio = time_over_sft.get("weft")
@@ -209,7 +227,18 @@ def write_report(out_dir: str | Path, tasks: Sequence[str], chance: dict[str, fl
         f"WeFT/SFT training time ratio: {ratio:.2f}" if ratio else "WeFT/SFT training time ratio: n/a", "",
         *(["Training time relative to sft: " + ", ".join(f"{name} {value:.2f}" for name, value in time_over_sft.items()),
            ""] if set(time_over_sft) - {"weft"} else []),
-        "## What this run shows", "", *[f"- {line}" for line in verdicts(summary, chance, tasks)], "",
+        "## WeFT vs SFT: paired differences", "",
+        "Accuracy difference in points, objective - sft, per training seed (the two runs of a seed share the "
+        "data order and initial weights), then the mean and 95% t-interval over seeds; the verdict is the "
+        "interval's.", "",
+        difference_table(differences, tasks) if differences else "No objective shares a seed with sft.\n",
+        "Item noise is how much one run's accuracy would move with another test set of the same size; seed noise "
+        "is how much it moves between training seeds on this test set. Sudoku is scored per cell, so its "
+        "binomial s.e. over puzzles is an upper bound.", "",
+        *noise_lines(noise_by_task), "",
+        "## What this run shows", "", *[f"- {line}" for line in verdicts(summary, chance, tasks)],
+        *[f"- {name} - sft on {task}: {100 * d['mean']:+.1f} points, {difference_verdict(d)}."
+          for name, per_task in differences.items() for task, d in per_task.items()], "",
         "![accuracy and loss curves](report.png)", "",
         "## Runs", "", *per_run, "",
         *extra_sections,
@@ -217,6 +246,7 @@ def write_report(out_dir: str | Path, tasks: Sequence[str], chance: dict[str, fl
     ]
     write_text_atomic(out_dir / "report.md", "\n".join(sections))
     payload = {"tasks": list(tasks), "chance": chance, "summary": summary, "weft_over_sft_time": ratio,
-               "time_over_sft": time_over_sft}
+               "time_over_sft": time_over_sft, "paired_difference": differences.get("weft", {}),
+               "paired_differences_vs_sft": differences, "noise": noise_by_task}
     write_json_atomic(out_dir / "report.json", payload)
     return payload | {"table": table}

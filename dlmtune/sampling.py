@@ -55,10 +55,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
+from accelerate.utils import extract_model_from_parallel
 from torch import nn
 from transformers import DynamicCache, PreTrainedTokenizerBase
-
-from dlmtune.models.forward import unwrap_model
 
 Tensor = torch.Tensor
 
@@ -125,7 +124,7 @@ def crop_cache(cache: DynamicCache, length: int) -> None:
 
 def _base_model(model: nn.Module) -> nn.Module:
     """The model whose forward defines the accepted arguments: through DDP-style wrappers and peft."""
-    model = unwrap_model(model)
+    model = extract_model_from_parallel(model)
     get_base = getattr(model, "get_base_model", None)
     return get_base() if callable(get_base) else model
 

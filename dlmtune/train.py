@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
+from transformers import TrainerCallback
 
 from dlmtune.config import (
     ConfigError,
@@ -35,12 +37,21 @@ from dlmtune.io import write_json_atomic, write_text_atomic
 from dlmtune.nonfinite import check_finite_weights
 from dlmtune.objectives import ObjectiveConfig, get_objective
 from dlmtune.objectives.cache import cache_metadata
-from dlmtune.objectives.registry import GiftStar
 from dlmtune.trainer import DiffusionTrainer, DiffusionTrainingArguments
 
 logger = logging.getLogger(__name__)
 
 GIFT_STAR_CACHE = "gift_star_entropy.safetensors"
+EMBEDDED_CONFIGS = Path(__file__).parent / "assets" / "configs"  # configs/tiny.yaml etc. link here
+
+
+def embedded_config(name: str) -> Path:
+    """A config shipped with the package: `tiny` (the demo's fine-tuning), `pretrain-tiny` (the base's recipe)."""
+    path = EMBEDDED_CONFIGS / f"{name}.yaml"
+    if not path.exists():
+        known = ", ".join(sorted(p.stem for p in EMBEDDED_CONFIGS.glob("*.yaml")))
+        raise ConfigError(f"no shipped config {name!r}; shipped configs: {known}")
+    return path
 
 
 @dataclass
@@ -158,9 +169,9 @@ def build_model(config: TrainConfig):
     return model, tokenizer, spec
 
 
-def precompute_gift_star(trainer: DiffusionTrainer, dataset, collator, fingerprint: str, model_name: str) -> None:
-    """GIFT*: the initial model's entropies for every example, once, kept in OUTPUT_DIR and reused by
-    later runs (and resumes) on the same data set and model."""
+def precompute_entropies(trainer: DiffusionTrainer, dataset, collator, fingerprint: str, model_name: str) -> None:
+    """For an objective that asks for it (GIFT*): the initial model's entropies for every example, once,
+    kept in OUTPUT_DIR and reused by later runs (and resumes) on the same data set and model."""
     objective, args = trainer.objective, trainer.args
     path = Path(args.output_dir) / GIFT_STAR_CACHE
     key = {"fingerprint": str(fingerprint), "model": model_name}
@@ -175,17 +186,18 @@ def precompute_gift_star(trainer: DiffusionTrainer, dataset, collator, fingerpri
             objective.cache.save(path, metadata=key)
 
 
-def run_training(config: TrainConfig) -> dict[str, Any]:
+def run_training(config: TrainConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[str, Any]:
     """Train as configured; returns the summary also written to OUTPUT_DIR/train_summary.json (with
     `already_finished` when a resumed run had nothing left to do). The output folder is guarded and the
-    resolved config written first (`dlmtune.guards`)."""
+    resolved config written first (`dlmtune.guards`). `callbacks` are extra `TrainerCallback`s (e.g. the
+    demo's progress bar)."""
     args = training_arguments(config)
     main = args.process_index == 0
     with output_dir_lock(args.output_dir, enabled=main):
         plan = decided_on_main(args, lambda: _plan_run(config, args))
         if plan.finished is not None:
             return {**plan.finished, "already_finished": True}
-        return _train(config, args, plan)
+        return _train(config, args, plan, callbacks)
 
 
 def _plan_run(config: TrainConfig, args: DiffusionTrainingArguments) -> RunPlan:
@@ -232,7 +244,8 @@ def _saved_resolved_config(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path} (the config of the checkpoints' run) no longer loads: {error}") from None
 
 
-def _train(config: TrainConfig, args: DiffusionTrainingArguments, plan: RunPlan) -> dict[str, Any]:
+def _train(config: TrainConfig, args: DiffusionTrainingArguments, plan: RunPlan,
+           callbacks: Sequence[TrainerCallback]) -> dict[str, Any]:
     model, tokenizer, spec = build_model(config)
     with args.main_process_first(desc="tokenising"):
         dataset, data_report = build_sft_dataset(tokenizer, config.data)
@@ -240,14 +253,14 @@ def _train(config: TrainConfig, args: DiffusionTrainingArguments, plan: RunPlan)
     objective = get_objective(config.objective_name, config.objective, mask_id=spec.mask_token_id,
                               shift_logits=spec.shift_logits)
     trainer = DiffusionTrainer(model=model, args=args, train_dataset=dataset, data_collator=collator,
-                               processing_class=tokenizer, objective=objective)
+                               processing_class=tokenizer, objective=objective, callbacks=list(callbacks))
     if trainer.is_world_process_zero():
         logger.info("data: %s", data_report)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         logger.info("model %s (%s): %d trainable parameters; objective %s", config.model.name_or_path,
                     spec.family, trainable, config.objective_name)
-    if isinstance(objective, GiftStar):
-        precompute_gift_star(trainer, dataset, collator, data_report["fingerprint"], config.model.name_or_path)
+    if objective.precompute_before_training:
+        precompute_entropies(trainer, dataset, collator, data_report["fingerprint"], config.model.name_or_path)
     if plan.finish_from is not None:  # killed while saving the final model: nothing left to train
         runtime, final_loss = None, trainer.restore_finished(plan.finish_from)
     else:

@@ -31,11 +31,10 @@ from transformers import Trainer, TrainerCallback, TrainerState, TrainingArgumen
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_callback import ExportableState
 
-from dlmtune.io import append_jsonl, drop_torn_tail, write_text_atomic
+from dlmtune.io import write_text_atomic
 from dlmtune.nonfinite import MODES, NonFiniteGuard
 from dlmtune.objectives import Objective
 from dlmtune.objectives.cache import EntropyCache
-from dlmtune.objectives.registry import Weft
 
 CACHE_FILE = "entropy_cache.safetensors"
 LOG_FILE = "log.jsonl"
@@ -50,7 +49,7 @@ class DiffusionTrainingArguments(TrainingArguments):
     expected_world_size: int | None = field(
         default=None,
         metadata={"help": "Number of processes the run must have; it stops with an error otherwise. "
-                  "`accelerate launch --cpu --num_processes 2` silently starts one (see NOTES.md)."})
+                  "`accelerate launch --cpu --num_processes 2` silently starts one."})
     nonfinite: str = field(
         default="stop",
         metadata={"help": "On a non-finite loss or gradient: 'stop' (exit 2, nothing non-finite saved) or "
@@ -127,11 +126,14 @@ class StepTimer(TrainerCallback):
 
 
 class JsonlLogger(TrainerCallback):
-    """Appends every log record (with its step) to OUTPUT_DIR/log.jsonl on the main process."""
+    """OUTPUT_DIR/log.jsonl: the Trainer's `state.log_history` (every log record with its step), rewritten
+    atomically after each log on the main process. A resumed run's history is the checkpoint's, so the
+    records an interrupted run logged after its last checkpoint disappear with it."""
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and logs:
-            append_jsonl(Path(args.output_dir) / LOG_FILE, [{"step": state.global_step, **logs}])
+            lines = "".join(json.dumps(record) + "\n" for record in state.log_history)
+            write_text_atomic(Path(args.output_dir) / LOG_FILE, lines)
 
 
 class DiffusionTrainer(Trainer):
@@ -231,8 +233,6 @@ class DiffusionTrainer(Trainer):
 
     def _restore_extras(self, checkpoint: Path) -> None:
         state = json.loads((checkpoint / TRAINER_STATE_NAME).read_text())
-        if self.is_world_process_zero():
-            truncate_log(Path(self.args.output_dir) / LOG_FILE, state["global_step"])
         recorded = state.get("stateful_callbacks", {}).get(GradNormRecorder.__name__, {})
         self.grad_norm_recorder.grad_norms = list(recorded.get("args", {}).get("grad_norms", []))
         path = checkpoint / cache_file_name(self.args.process_index)
@@ -241,7 +241,7 @@ class DiffusionTrainer(Trainer):
 
     def entropy_cache(self) -> EntropyCache | None:
         """The objective's per-example entropy cache, when it keeps one."""
-        return self.objective.cache if isinstance(self.objective, Weft) else None
+        return self.objective.cache
 
 
 def last_complete_checkpoint(output_dir: Path) -> Path:
@@ -252,16 +252,6 @@ def last_complete_checkpoint(output_dir: Path) -> Path:
     if not complete:
         raise ValueError(f"resume_from_checkpoint: no complete checkpoint-* folder in {output_dir}")
     return max(complete)[1]
-
-
-def truncate_log(path: Path, last_step: int) -> None:
-    """Drop the records an interrupted run logged after its last checkpoint (the resumed run logs them
-    again), and a line torn by the kill."""
-    if not path.exists():
-        return
-    drop_torn_tail(path)
-    kept = [line for line in path.read_text().splitlines() if json.loads(line).get("step", 0) <= last_step]
-    write_text_atomic(path, "".join(line + "\n" for line in kept))
 
 
 def cache_file_name(rank: int) -> str:

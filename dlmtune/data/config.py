@@ -46,8 +46,12 @@ class DataConfig:
     max_length: int = 4096  # tokens of prompt + response + EOS
     overflow: Literal["truncate", "drop"] = "truncate"  # truncate cuts the response, keeping a final EOS
     pad_to: Literal["longest", "max_length"] = "longest"
-    # LLaDA's convention: padded EOS are answer tokens (attended, masked, trained); False leaves them out
+    # LLaDA's convention: each answer is padded with EOS, and those EOS are answer tokens (attended, masked,
+    # trained); False ends each example at its own EOS
     train_on_padding: bool = True
+    # with pad_to "longest": the answer (response + EOS) is padded to a multiple of this many tokens, a length
+    # set by the example alone (never by its batch); with "max_length": to max_length, as d1 does
+    answer_pad_multiple: int = 32
     limit: int | None = None  # keep at most this many examples (the first ones, or a sample, see below)
     shuffle_seed: int | None = None  # with limit: sample the kept examples with this seed
 
@@ -64,6 +68,7 @@ class DataConfig:
         _check_choice("pad_to", self.pad_to, ("longest", "max_length"))
         _check_int("max_length", self.max_length, minimum=2)
         _check_int("synthetic_size", self.synthetic_size, minimum=1)
+        _check_int("answer_pad_multiple", self.answer_pad_multiple, minimum=1)
         _check_int("synthetic_seed", self.synthetic_seed)
         if self.limit is not None:
             _check_int("limit", self.limit, minimum=1)

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 from dlmtune.data.config import SYNTHETIC_PREFIX, DataConfig, DataError
 
 FILE_SUFFIXES = (".jsonl", ".json", ".parquet")
+CORPUS = "corpus"  # synthetic:corpus, the embedded base's pretraining documents
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")  # "name" or "namespace/name"
 
 
@@ -146,21 +147,26 @@ def _dataset_rows(data: Any, name: str) -> _Rows:
 
 
 def _synthetic(tasks: str, config: DataConfig) -> _Rows:
-    """Generated Sudoku / Countdown pairs, `synthetic_size` per task, concatenated in the given order."""
-    from dlmtune.synthetic.splits import GENERATORS, SPLITS, sft_examples
+    """Generated pairs, `synthetic_size` per task, interleaved (one of each task in turn, in the order given);
+    `synthetic:corpus` is the embedded base's pretraining corpus (`synthetic_size` documents)."""
+    from dlmtune.data.corpus import corpus
+    from dlmtune.synthetic.splits import SPLITS
+    from dlmtune.tasks.generated import GENERATED_TASKS, interleaved_examples
 
     names = [name.strip() for name in tasks.split(",") if name.strip()]
-    unknown = [name for name in names if name not in GENERATORS]
+    known = [*GENERATED_TASKS, CORPUS]
+    unknown = [name for name in names if name not in known]
     if unknown:
-        raise DataError(f"synthetic:{tasks}: unknown task {unknown[0]!r}; generated tasks: {', '.join(GENERATORS)}")
+        raise DataError(f"synthetic:{tasks}: unknown task {unknown[0]!r}; generated: {', '.join(known)}")
     if config.split not in SPLITS:
         raise DataError(f"synthetic:{tasks}: unknown split {config.split!r}; use one of {', '.join(SPLITS)}")
-    records, where = [], []
-    for name in names:
-        try:
-            examples = sft_examples(name, config.synthetic_size, config.synthetic_seed, config.split)
-        except ValueError as error:
-            raise DataError(f"synthetic:{name}: synthetic_size {config.synthetic_size}: {error}") from None
-        records += examples
-        where += [f"synthetic:{name} #{j}" for j in range(len(examples))]
-    return _listed(records, lambda i: where[i])
+    if CORPUS in names:
+        if names != [CORPUS] or config.split != "train":
+            raise DataError(f"synthetic:{tasks}: the corpus is a source of its own, with split 'train'")
+        records = corpus(config.synthetic_size, config.synthetic_seed)
+        return _listed(records, lambda i: f"synthetic:corpus #{i}")
+    try:
+        records = interleaved_examples(names, config.synthetic_size, config.synthetic_seed, config.split)
+    except ValueError as error:
+        raise DataError(f"synthetic:{tasks}: synthetic_size {config.synthetic_size}: {error}") from None
+    return _listed(records, lambda i: f"synthetic:{names[i % len(names)]} #{i // len(names)}")

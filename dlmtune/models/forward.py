@@ -18,21 +18,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+from accelerate.utils import extract_model_from_parallel
 from torch import nn
 
 Tensor = torch.Tensor
 
 
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """Strip distributed wrappers (DDP, FSDP, DeepSpeed engine) that keep the real model in `.module`."""
-    while hasattr(model, "module") and isinstance(model.module, nn.Module):
-        model = model.module
-    return model
-
-
 def output_head(model: nn.Module) -> nn.Module | None:
     """The output-embedding (LM head) module, or None when the model does not expose one."""
-    getter = getattr(unwrap_model(model), "get_output_embeddings", None)
+    getter = getattr(extract_model_from_parallel(model), "get_output_embeddings", None)
     head = getter() if callable(getter) else None
     return head if isinstance(head, nn.Module) and not isinstance(head, nn.Embedding) else None
 

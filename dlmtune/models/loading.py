@@ -37,13 +37,13 @@ from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
 from dlmtune.models import dream, llada  # noqa: F401  (registers the native LLaDA and Dream classes)
+from dlmtune.models.embedded import EMBEDDED_BASE, embedded_base_folder
 from dlmtune.models.presets import PRESETS, build_preset_model
 from dlmtune.models.spec import MODEL_TYPES, DLMSpec, describe
 
 logger = logging.getLogger(__name__)
 
 PRESET_PREFIX = "preset:"
-EMBEDDED_BASE = "embedded:base-tiny"  # the shipped pretrained tiny dLLM (built and cached if missing)
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
@@ -64,9 +64,7 @@ def load_model(
     """
     name_or_path = str(name_or_path)
     if name_or_path == EMBEDDED_BASE:
-        from dlmtune.pretrain import ensure_base
-
-        name_or_path = str(ensure_base())
+        name_or_path = str(embedded_base_folder())
     if name_or_path.startswith(PRESET_PREFIX):
         model, tokenizer = _load_preset(name_or_path, dtype, attn_implementation, device_map)
     else:

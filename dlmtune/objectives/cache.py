@@ -2,13 +2,12 @@
 
 WeFT's first pass costs one no-grad forward per step. The entropies it measures change slowly while
 fine-tuning, so `beta_refresh_every: K` reuses each example's entropies for K visits (one visit per
-epoch) before measuring again. GIFT* (papers/003 App. H) measures with a frozen reference, so its
+epoch) before measuring again. GIFT* (arXiv 2509.20863, the GIFT version's App. H) measures with a frozen reference, so its
 entropies never go stale: they can be measured once, before training, and stored on disk keyed by the
 data set's fingerprint.
 
-Entries are the entropies of an example's answer tokens in order, on the CPU. A batch may pad an
-answer with more EOS than the stored entry has (padding depends on the batch's longest example); the
-extra positions reuse the entry's last value, the entropy of its final EOS.
+Entries are the entropies of an example's answer tokens in order, on the CPU. An example's answer (EOS
+padding included) has the same length in every batch (`dlmtune.data.collator`), so an entry always fits.
 """
 
 from __future__ import annotations
@@ -17,7 +16,9 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
+
+from dlmtune.io import write_bytes_atomic
 
 Tensor = torch.Tensor
 VISITS_KEY = "__visits__"
@@ -57,22 +58,19 @@ class EntropyCache:
         out = torch.zeros(answer.shape, dtype=torch.float32)
         for b, example_id in enumerate(example_ids.tolist()):
             entry, needed = self.entries[example_id], int(answer[b].sum())
-            if needed > entry.numel():
-                fill = entry[-1:] if entry.numel() else torch.zeros(1)
-                entry = torch.cat([entry, fill.expand(needed - entry.numel())])
-            out[b, answer[b].cpu()] = entry[:needed]
+            if needed != entry.numel():
+                raise ValueError(f"example {example_id}: its cached entropies cover {entry.numel()} answer tokens, the "
+                                 f"batch has {needed}: the data's padding changed since they were measured; delete "
+                                 "the entropy cache file and run again")
+            out[b, answer[b].cpu()] = entry
         return out.to(answer.device)
 
     def save(self, path: str | Path, metadata: dict[str, str] | None = None) -> None:
         """Write entries and visit counts as safetensors (atomically: temporary file, then rename), so a
         resumed run reuses exactly the entropies the interrupted one would have."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {str(k): v.contiguous() for k, v in self.entries.items()}
         tensors[VISITS_KEY] = torch.tensor(sorted(self.visits.items()), dtype=torch.int64).reshape(-1, 2)
-        tmp = path.with_name(f".{path.name}.tmp")
-        save_file(tensors, str(tmp), metadata=metadata)
-        tmp.replace(path)
+        write_bytes_atomic(path, save(tensors, metadata=metadata))
 
     def load(self, path: str | Path) -> None:
         tensors = load_file(str(path))

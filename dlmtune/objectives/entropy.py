@@ -1,6 +1,6 @@
 """Per-token uncertainty of a model's predictions: entropy and target NLL.
 
-WeFT/GIFT (papers/002 §3.3, eq. 12-13) measures each answer token's predictive entropy with the answer
+WeFT/GIFT (WeFT, arXiv 2509.20863 v1, §3.3, eq. 12-13) measures each answer token's predictive entropy with the answer
 fully masked. At LLaDA scale (126k vocabulary, 4096 tokens) a float32 copy of the logits alone is ~2 GB,
 so both functions can work through the positions in chunks and never materialise more than
 `chunk_size x vocab` float32 values at once.

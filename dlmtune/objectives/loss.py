@@ -1,7 +1,7 @@
 """The masked-diffusion cross-entropy and its normalisations.
 
 loss = sum over masked answer positions of weight_i * CE_i / p_i (the ELBO weight 1/t of LLaDA/MDLM and
-1/t_i of WeFT, papers/002 eq. 10), divided by one of three denominators that public trainers use:
+1/t_i of WeFT, arXiv 2509.20863 v1, eq. 10), divided by one of three denominators that public trainers use:
 
 - "token": the number of answer tokens in the batch (d1/wd1 SFT trainer, dllm's default);
 - "sequence": per sequence by its answer length, then the mean over the batch (LLaDA GUIDELINES.md);

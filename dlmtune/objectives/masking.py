@@ -2,7 +2,7 @@
 
 - LLaDA's SFT (ML-GSAI/LLaDA GUIDELINES.md): t ~ U(0, 1) per sequence, p_mask = (1 - eps) t + eps, each
   answer token masked independently with Bernoulli(p_mask); prompt tokens are never masked.
-- WeFT/GIFT (papers/002 Theorem 1, eq. 10): token i is masked with t_i = 1 - (1 - t)^(beta_i / beta_ref),
+- WeFT/GIFT (arXiv 2509.20863 v1, Theorem 1, eq. 10): token i is masked with t_i = 1 - (1 - t)^(beta_i / beta_ref),
   beta_ref the mean of beta over the sequence's answer tokens (§3.2, "for numerical stability").
 - "stratified" t (one uniform offset, evenly spaced over the batch) is the low-discrepancy sampler of
   MDLM (Sahoo et al. 2024); it keeps each t uniform but lowers the variance of the batch loss.

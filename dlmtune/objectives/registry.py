@@ -10,7 +10,7 @@ overrides the move it changes:
 3. the masks are drawn and the model is run once with gradients, its head read only at masked tokens;
 4. `loss_weights` / `divides_by_p`: the per-token weights of the masked cross-entropy.
 
-Names (papers/002 §4.4, papers/003 App. H): `sft` (LLaDA baseline), `weft` = `gift` (online entropy),
+Names (WeFT, arXiv 2509.20863 v1, §4.4; GIFT, its later version, App. H): `sft` (LLaDA baseline), `weft` = `gift` (online entropy),
 `gift-star` (entropy from the frozen initial model), `weft-entropy` (no square root), `weft-nll` (beta =
 target NLL), `sft-sw` (uniform t, loss weight sqrt(H)), `cart` (Dream's context-adaptive weights).
 """
@@ -25,9 +25,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from accelerate.utils import extract_model_from_parallel
 from torch import nn
 
-from dlmtune.models.forward import logits_at, stat_at, unwrap_model
+from dlmtune.models.forward import logits_at, stat_at
 from dlmtune.objectives.cache import EntropyCache
 from dlmtune.objectives.entropy import token_entropy, token_nll
 from dlmtune.objectives.loss import NORMALIZATIONS, reduce_masked_loss
@@ -107,6 +108,8 @@ class Objective:
     name = "sft"
     default_normalize = "token"
     divides_by_p = True
+    cache: EntropyCache | None = None  # per-example entropies kept across steps (saved with checkpoints)
+    precompute_before_training = False  # True: call `precompute` over the whole data set before step 1
 
     def __init__(self, config: ObjectiveConfig | None = None, *, mask_id: int, shift_logits: bool = False):
         self.config = config or ObjectiveConfig()
@@ -184,7 +187,7 @@ def _nll_stat(logits: Tensor, targets: Tensor) -> Tensor:
 
 
 class Weft(Objective):
-    """WeFT/GIFT (papers/002 §3, Alg. 1): beta = H^power from the current model; t_i tilted by beta.
+    """WeFT/GIFT (arXiv 2509.20863 v1, §3, Alg. 1): beta = H^power from the current model; t_i tilted by beta.
 
     With `beta_refresh_every != 1` and an `example_id` column in the batch, entropies are cached per
     example and re-measured only when stale (see `dlmtune.objectives.cache`).
@@ -231,7 +234,7 @@ class Weft(Objective):
 
 
 class WeftEntropy(Weft):
-    """Ablation: beta = raw entropy (no square root); papers/002 Table 5 reports unstable grad norms."""
+    """Ablation: beta = raw entropy (no square root); WeFT (arXiv 2509.20863 v1) Table 5 reports unstable grad norms."""
 
     name = "weft-entropy"
 
@@ -240,7 +243,7 @@ class WeftEntropy(Weft):
 
 
 class WeftNll(Weft):
-    """Ablation: beta = -log p(x0_i) with the answer fully masked (papers/002 §4.4)."""
+    """Ablation: beta = -log p(x0_i) with the answer fully masked (WeFT, arXiv 2509.20863 v1, §4.4)."""
 
     name = "weft-nll"
 
@@ -249,13 +252,14 @@ class WeftNll(Weft):
 
 
 class GiftStar(Weft):
-    """GIFT* (papers/003 App. H): beta from the frozen initial model, so the forward process is fixed.
+    """GIFT* (GIFT, arXiv 2509.20863 later version, App. H): beta from the frozen initial model, so the forward process is fixed.
 
     With a LoRA adapter the reference is the base model with adapters disabled (no extra memory);
     for full fine-tuning a frozen copy of the weights seen at the first step is kept.
     """
 
     name = "gift-star"
+    precompute_before_training = True
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -267,7 +271,7 @@ class GiftStar(Weft):
 
     @contextlib.contextmanager
     def reference_model(self, model: nn.Module):
-        inner = unwrap_model(model)
+        inner = extract_model_from_parallel(model)
         if callable(getattr(inner, "disable_adapter", None)) and hasattr(inner, "peft_config"):
             with inner.disable_adapter():
                 yield model
@@ -283,7 +287,7 @@ class GiftStar(Weft):
         """Measure every example once with the initial `model` (call before the first update). Training
         steps then cost what an SFT step costs, and full fine-tuning needs no frozen copy."""
         if self._frozen is None and not self._precomputed:
-            self._frozen = unwrap_model(model)  # still the initial weights: use them, don't copy them
+            self._frozen = extract_model_from_parallel(model)  # still the initial weights: use them, don't copy them
         for batch in batches:
             ids = batch["example_id"].cpu()
             self.cache.store(ids, self.measure_entropy(model, batch), batch["answer_mask"])
@@ -296,7 +300,7 @@ class GiftStar(Weft):
 
 
 class SftSw(Weft):
-    """Ablation "SW" (papers/002 Table 4): SFT's uniform t and 1/t, loss weighted by sqrt(H) / mean."""
+    """Ablation "SW" (WeFT, arXiv 2509.20863 v1, Table 4): SFT's uniform t and 1/t, loss weighted by sqrt(H) / mean."""
 
     name = "sft-sw"
 

@@ -1,4 +1,5 @@
-"""Token importance for the method and its ablations (papers/002 §3.3, §4.4; papers/003 App. D, H).
+"""Token importance for the method and its ablations (WeFT, arXiv 2509.20863 v1, §3.3, §4.4; GIFT, its
+later version, App. D, H).
 
 - `entropy_beta`: beta_i = H_i ** power. power 0.5 is WeFT/GIFT's square root (eq. 13); power 1 is the
   raw-entropy ablation, which the papers found unstable (Table 5, gradient norms).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dlmtune.synthetic.countdown import generate_problems
 from dlmtune.synthetic.countdown import solve_with_trace as solve_countdown
-from dlmtune.synthetic.splits import make_splits, sft_examples
+from dlmtune.synthetic.splits import make_splits
 from dlmtune.synthetic.sudoku import generate_puzzles
 from dlmtune.synthetic.sudoku import solve_with_trace as solve_sudoku
 
@@ -12,7 +12,6 @@ __all__ = [
     "generate_problems",
     "generate_puzzles",
     "make_splits",
-    "sft_examples",
     "solve_countdown",
     "solve_sudoku",
 ]

@@ -79,7 +79,7 @@ def in_order(numbers: Sequence[int]) -> Iterator[tuple[str, list[str], int]]:
             yield way
 
 
-def _solutions(numbers: Sequence[int]) -> Iterator[tuple[str, list[str], int]]:
+def solutions(numbers: Sequence[int]) -> Iterator[tuple[str, list[str], int]]:
     """(expression, steps, value) for every way to combine all three numbers: the numbers in the order given
     first (`in_order`), then every order and both shapes, (x op y) op z and z op (x op y), which with three
     numbers cover every bracketing."""
@@ -96,7 +96,7 @@ def solve_with_trace(numbers: Sequence[int], target: int) -> tuple[str, list[str
     """The first solution in search order: (expression, steps). Raises ValueError when there is none."""
     if len(numbers) != 3:
         raise ValueError(f"expected three numbers, got {list(numbers)}")
-    for expression, steps, value in _solutions(numbers):
+    for expression, steps, value in solutions(numbers):
         if value == target:
             return expression, steps
     raise ValueError(f"no way to make {target} from {list(numbers)}")

@@ -132,7 +132,7 @@ def solve_with_trace(puzzle: str) -> tuple[str, list[str]]:
     return solution, [puzzle, rules]
 
 
-def _random_grid(rng: random.Random) -> str:
+def random_grid(rng: random.Random) -> str:
     """A full grid by backtracking over shuffled digits (any of the 288 grids can come out)."""
     grid = [EMPTY] * (SIZE * SIZE)
 
@@ -169,7 +169,7 @@ def random_puzzle(rng: random.Random, min_empty: int = 6, max_empty: int = 10) -
     if not 0 <= min_empty <= max_empty <= MAX_EMPTY:
         raise ValueError(f"need 0 <= min_empty <= max_empty <= {MAX_EMPTY}, got {min_empty}, {max_empty}")
     while True:
-        solution = _random_grid(rng)
+        solution = random_grid(rng)
         target = rng.randint(min_empty, max_empty)
         grid = list(solution)
         removed = 0

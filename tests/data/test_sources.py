@@ -8,7 +8,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from dlmtune.data import DataConfig, DataError, load_records
-from dlmtune.synthetic import sft_examples
+from dlmtune.data.corpus import corpus
+from dlmtune.tasks.generated import sft_examples
 
 
 def test_jsonl_records_ids_and_line_numbers(tmp_path, pairs):
@@ -131,12 +132,19 @@ def test_limit_keeps_source_indices(tmp_path, write_jsonl):
     assert ids != [r.example_id for r in load_records(DataConfig(str(path), limit=5, shuffle_seed=2))]
 
 
-def test_synthetic_source_concatenates_tasks():
+def test_synthetic_source_interleaves_tasks():
     records = load_records(DataConfig("synthetic:sudoku,countdown", synthetic_size=3, synthetic_seed=4))
-    expected = sft_examples("sudoku", 3, 4) + sft_examples("countdown", 3, 4)
-    assert [r.fields for r in records] == expected
+    sudoku, countdown = sft_examples("sudoku", 3, 4), sft_examples("countdown", 3, 4)
+    assert [r.fields for r in records] == [sudoku[0], countdown[0], sudoku[1], countdown[1], sudoku[2], countdown[2]]
     assert [r.example_id for r in records] == list(range(6))
-    assert records[3].location == "synthetic:countdown #0"
+    assert records[3].location == "synthetic:countdown #1"
+
+
+def test_synthetic_corpus_is_the_pretraining_documents():
+    records = load_records(DataConfig("synthetic:corpus", synthetic_size=10, synthetic_seed=3))
+    assert [r.fields for r in records] == corpus(10, 3)
+    with pytest.raises(DataError, match="a source of its own"):
+        load_records(DataConfig("synthetic:corpus,sudoku"))
 
 
 def test_synthetic_errors():

@@ -1,16 +1,21 @@
-"""`run_demo` end to end in miniature (a micro base pretrained here, a few steps, a few items), and the
-report's numbers recomputed by hand from the run files it was built from."""
+"""`run_demo` end to end in miniature (a micro base pretrained here, a few steps, a few items), the report's
+numbers recomputed by hand from the run files it was built from, and a demo run = `dlmtune train configs/tiny.yaml`."""
 
 from __future__ import annotations
 
 import json
 import math
 import statistics
+from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
 
-from dlmtune.demo import DemoConfig, chance_levels, countdown_chance, resolve_config, run_demo
-from dlmtune.pretrain import PretrainConfig, pretrain
+from dlmtune.cli import app
+from dlmtune.demo import DemoConfig, chance_levels, countdown_chance, finetune, resolve_config, run_demo
+from dlmtune.train import embedded_config, load_config, run_training
 
 T_975_DF1 = 12.706  # Student's t, two-sided 95%, one degree of freedom (two seeds)
 
@@ -24,11 +29,13 @@ def _cell(values: list[float]) -> str:
 @pytest.fixture(scope="module")
 def demo_out(tmp_path_factory):
     folder = tmp_path_factory.mktemp("demo")
-    base = pretrain(PretrainConfig(preset="micro", documents=32, steps=4, batch_size=8), folder / "base",
-                    progress=False)
-    config = DemoConfig(seeds=2, train_per_task=8, test_per_task=3, max_steps=3, batch_size=4,
-                        gen_length={"sudoku": 32, "countdown": 32}, eval_batch_size=8, entropy_examples=4, workers=2,
-                        base=str(base))
+    base = folder / "base"
+    pretraining = {"output_dir": str(base), "model": "preset:micro", "data.synthetic_size": 32, "max_steps": 4,
+                   "per_device_train_batch_size": 8, "save_strategy": "no", "disable_tqdm": True}
+    run_training(load_config(embedded_config("pretrain-tiny"), list(pretraining.items())))
+    training = (("max_steps", 3), ("per_device_train_batch_size", 4), ("data.synthetic_size", 8), ("logging_steps", 1))
+    config = DemoConfig(seeds=2, test_per_task=3, gen_length={"sudoku": 32, "countdown": 32}, eval_batch_size=8,
+                        entropy_examples=4, workers=2, base=str(base), train_overrides=training)
     report = run_demo(config, folder / "out", progress=False)
     return folder / "out", config, report
 
@@ -65,7 +72,9 @@ def test_run_files_hold_the_accuracy_of_their_completions(demo_out):
             assert len(records) == 3
             assert accuracy == pytest.approx(sum(r["correct"] for r in records) / sum(r["total"] for r in records))
         if run["seed"] is not None:
-            assert run["trainer_arguments"]["max_steps"] == 3 and run["loss_curve"][-1][0] == 3
+            assert run["train_config"]["max_steps"] == 3 and run["loss_curve"][-1][0] == 3
+            assert run["train_config"]["seed"] == run["seed"] and run["train_config"]["objective"]["name"] == run["objective"]
+            assert (out / "work" / run["name"] / "train" / "model.safetensors").exists()
 
 
 def test_a_rerun_resumes_from_the_run_files(demo_out):
@@ -88,6 +97,23 @@ def test_countdown_chance_by_hand():
 
 def test_quick_overrides_and_explicit_values_win():
     quick = resolve_config("sft,weft", None, True)
-    assert quick.seeds == 1 and quick.max_steps < DemoConfig().max_steps
-    assert resolve_config("weft", 2, True, max_steps=7).max_steps == 7
+    assert quick.seeds == 1 and dict(quick.train_overrides)["max_steps"] < 300
+    assert dict(resolve_config("weft", 2, True, train_overrides=(("max_steps", 7),)).train_overrides)["max_steps"] == 7
     assert resolve_config("weft", 2, False).objectives == ("weft",)
+
+
+def test_a_demo_run_is_dlmtune_train_on_the_tiny_config(tmp_path):
+    """`dlmtune train configs/tiny.yaml --seed S --max_steps 2` and the demo's run for seed S (same 2 steps)
+    end with the same parameters: one config, one code path."""
+    seed = 3
+    repository_config = Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml"
+    result = CliRunner().invoke(app, ["train", str(repository_config), "--seed", str(seed), "--max_steps", "2",
+                                      "--output_dir", str(tmp_path / "cli")])
+    assert result.exit_code == 0, result.output
+    config = DemoConfig(train_overrides=(("max_steps", 2),))
+    record = finetune(config, "weft", seed, tmp_path / "demo", on_step=lambda: None)
+    assert record["train_config"]["max_steps"] == 2
+    cli, demo = (load_file(str(tmp_path / name / "model.safetensors")) for name in ("cli", "demo"))
+    assert cli.keys() == demo.keys() and all(torch.equal(cli[k], demo[k]) for k in cli)
+    base = load_file(str(embedded_config("tiny").parents[1] / "base-tiny" / "model.safetensors"))
+    assert any(not torch.equal(base[k], demo[k]) for k in demo), "two steps changed the weights"

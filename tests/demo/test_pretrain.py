@@ -1,24 +1,21 @@
-"""The base model's corpus stays off the evaluated tasks and items, and the recipe still runs (shortened)."""
+"""The base model's corpus stays off the evaluated tasks and items, and its recipe (configs/pretrain-tiny.yaml,
+run by `dlmtune pretrain` through DiffusionTrainer) still runs, shortened."""
 
 from __future__ import annotations
 
-import copy
 import json
 
+import pytest
 import torch
+import yaml
+from typer.testing import CliRunner
 
-from dlmtune.pretrain import (
-    DOCUMENTS,
-    KIND_ROTATION,
-    PretrainConfig,
-    TrainArgs,
-    corpus,
-    held_out_items,
-    pretrain,
-    trainer_optimizer,
-)
+from dlmtune.cli import app
+from dlmtune.data.corpus import DOCUMENTS, KIND_ROTATION, corpus, held_out_items
 from dlmtune.synthetic.countdown import problem_key
 from dlmtune.tasks.countdown import evaluate_expression, extract_expression
+from dlmtune.train import load_config, run_training
+from dlmtune.trainer import DiffusionTrainer, DiffusionTrainingArguments
 
 
 def test_corpus_is_deterministic_and_mixes_every_kind():
@@ -63,14 +60,21 @@ def test_corpus_never_holds_a_held_out_item():
             assert ("countdown", problem_key({"numbers": numbers, "target": target})) not in held_out
 
 
-def test_weight_decay_spares_biases_and_norms_and_the_schedule_is_trainers(micro_model):
-    args = TrainArgs(max_steps=20, per_device_train_batch_size=2, learning_rate=1e-2, warmup_ratio=0.1)
-    optimizer, schedule = trainer_optimizer(micro_model, args)
-    decayed, spared = optimizer.param_groups
+def test_weight_decay_spares_biases_and_norms_and_the_schedule_is_trainers(micro_model, tmp_path):
+    """The one optimizer every run uses: Trainer's AdamW groups and its warm-up + cosine schedule."""
+    from dlmtune.objectives import get_objective
+
+    args = DiffusionTrainingArguments(output_dir=str(tmp_path), max_steps=20, learning_rate=1e-2, warmup_steps=0.1,
+                                      weight_decay=0.1, lr_scheduler_type="cosine", use_cpu=True, report_to="none")
+    trainer = DiffusionTrainer(model=micro_model, args=args, objective=get_objective("sft", mask_id=0))
+    trainer.create_optimizer_and_scheduler(num_training_steps=20)
+    optimizer, schedule = trainer.optimizer, trainer.lr_scheduler
     names = {id(p): n for n, p in micro_model.named_parameters()}
-    assert decayed["weight_decay"] == 0.1 and spared["weight_decay"] == 0.0
-    assert all("norm" in names[id(p)] for p in spared["params"])
-    assert not any("norm" in names[id(p)] for p in decayed["params"])
+    decayed = [g for g in optimizer.param_groups if g["weight_decay"] == 0.1]
+    spared = [g for g in optimizer.param_groups if g["weight_decay"] == 0.0]
+    assert len(decayed) == len(spared) == 1
+    assert all("norm" in names[id(p)] for p in spared[0]["params"])
+    assert not any("norm" in names[id(p)] for p in decayed[0]["params"])
     assert optimizer.defaults["betas"] == (0.9, 0.999) and optimizer.defaults["eps"] == 1e-8
     rates = []
     for _ in range(20):
@@ -84,29 +88,67 @@ def test_weight_decay_spares_biases_and_norms_and_the_schedule_is_trainers(micro
 
 
 def test_shortened_recipe_runs(tmp_path):
-    out = pretrain(PretrainConfig(preset="micro", documents=16, steps=3, batch_size=4), tmp_path, progress=False)
-    assert (out / "model.safetensors").exists()
-    record = json.loads((out / "pretrain.json").read_text())
-    assert record["trainer_arguments"]["max_steps"] == 3 and record["loss_curve"][-1][0] == 3
+    """`dlmtune pretrain` is `dlmtune train configs/pretrain-tiny.yaml`: a normal train output folder."""
+    result = CliRunner().invoke(app, ["pretrain", "--out", str(tmp_path), "--model", "preset:micro", "--max_steps", "3",
+                                      "--per_device_train_batch_size", "4", "--data.synthetic_size", "16",
+                                      "--logging_steps", "1", "--disable_tqdm", "true"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "model.safetensors").exists()
+    recipe = yaml.safe_load((tmp_path / "dlmtune_train.yaml").read_text())
+    assert recipe["data"]["source"] == "synthetic:corpus" and recipe["objective"]["t_sampling"] == "stratified"
+    assert recipe["learning_rate"] == 3e-3 and recipe["model"]["name_or_path"] == "preset:micro"
+    summary = json.loads((tmp_path / "train_summary.json").read_text())
+    assert summary["global_step"] == 3 and summary["data"]["examples"] == 16
 
 
-def test_amortised_objectives_measure_entropies_less_often(micro_model, tokenizer, monkeypatch):
+def test_the_recipe_is_the_shipped_bases(tmp_path):
+    """configs/pretrain-tiny.yaml holds the hyperparameters the shipped base's pretrain.json records."""
+    from dlmtune.models.embedded import SHIPPED_BASE
+    from dlmtune.train import embedded_config
+
+    shipped = json.loads((SHIPPED_BASE / "pretrain.json").read_text())
+    config = load_config(embedded_config("pretrain-tiny"), [("output_dir", str(tmp_path))])
+    args, recipe = shipped["trainer_arguments"], shipped["config"]
+    training = config.training
+    assert training["max_steps"] == args["max_steps"] and training["per_device_train_batch_size"] == args["per_device_train_batch_size"]
+    assert training["learning_rate"] == args["learning_rate"] and training["warmup_steps"] == args["warmup_ratio"]
+    assert training["weight_decay"] == args["weight_decay"] and training["max_grad_norm"] == args["max_grad_norm"]
+    assert training["lr_scheduler_type"] == args["lr_scheduler_type"] and training["seed"] == args["seed"]
+    assert config.model.name_or_path == f"preset:{recipe['preset']}" and recipe["conditional"]
+    assert config.data.synthetic_size == recipe["documents"] and config.objective.t_sampling == recipe["t_sampling"]
+
+
+def test_amortised_objectives_measure_entropies_less_often(tmp_path, monkeypatch):
     """8 examples, batch 4, 8 steps = 4 visits each: weft measures every visit, weft-k4 the first one only
     (its cache goes stale after 4), gift-star once per example against the frozen initial weights."""
     from dlmtune.objectives.registry import Weft
-    from dlmtune.pretrain import encode, train_model
 
     measured = []
     original = Weft.measure_entropy
     monkeypatch.setattr(Weft, "measure_entropy",
                         lambda self, model, batch: measured.append(len(batch["input_ids"])) or original(self, model, batch))
-    sequences = [encode(tokenizer, f"Numbers: [{i}, 2, 3]", f"{i}+2=x") for i in range(8)]
-    args = TrainArgs(max_steps=8, per_device_train_batch_size=4, learning_rate=1e-3)
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"Numbers: [{i}, 2, 3]", "response": f"{i}+2=x"}) + "\n"
+                            for i in range(8)))
     counts = {}
     for objective in ("weft", "weft-k4", "gift-star"):
         measured.clear()
-        model = copy.deepcopy(micro_model)
-        train_model(model, sequences, args, objective=objective, mask_id=tokenizer.mask_token_id,
-                    pad_id=tokenizer.eos_token_id, progress=False)
+        overrides = {"output_dir": str(tmp_path / objective), "model": "preset:micro", "data": str(data),
+                     "objective": objective, "max_steps": 8, "per_device_train_batch_size": 4,
+                     "per_device_eval_batch_size": 8, "save_strategy": "no", "report_to": "none",
+                     "use_cpu": True, "disable_tqdm": True}
+        run_training(load_config(None, list(overrides.items())))
         counts[objective] = sum(measured)
     assert counts == {"weft": 32, "weft-k4": 8, "gift-star": 8}
+
+
+def test_the_embedded_base_is_found_without_the_recipe(tmp_path, monkeypatch):
+    """`embedded:base-tiny` resolves to the shipped folder; with neither it nor a cached rebuild, the error
+    says how to build one (no 36-minute pretraining started behind the user's back)."""
+    from dlmtune.models import embedded
+
+    assert embedded.embedded_base_folder() == embedded.SHIPPED_BASE
+    monkeypatch.setattr(embedded, "SHIPPED_BASE", tmp_path / "shipped")
+    monkeypatch.setattr(embedded, "CACHED_BASE", tmp_path / "cached")
+    with pytest.raises(FileNotFoundError, match="dlmtune pretrain --out"):
+        embedded.embedded_base_folder()

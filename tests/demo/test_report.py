@@ -1,32 +1,15 @@
-"""The report's statistics by hand, and its table against the run files it was built from."""
+"""The report's statistics by hand (paired differences, item and seed noise), and its tables against the run
+files it was built from."""
 
 from __future__ import annotations
 
 import json
 import math
+import statistics
 
 import pytest
 
-from dlmtune.report import mean_interval, t_quantile_975, verdicts, write_report
-
-
-def test_mean_interval_by_hand():
-    # values 0.2, 0.4, 0.6: mean 0.4, sd 0.2, se 0.2 / sqrt(3); t_{0.975}(2) = 4.303
-    stat = mean_interval([0.2, 0.4, 0.6])
-    half = 4.303 * 0.2 / math.sqrt(3)
-    assert stat["mean"] == pytest.approx(0.4)
-    assert stat["low"] == pytest.approx(0.4 - half)
-    assert stat["high"] == pytest.approx(0.4 + half)
-
-
-def test_one_seed_has_no_interval():
-    assert mean_interval([0.3]) == {"mean": 0.3, "low": None, "high": None, "n": 1}
-
-
-def test_t_quantile_beyond_the_table_approaches_normal():
-    assert t_quantile_975(30) == pytest.approx(2.042)
-    assert t_quantile_975(31) == pytest.approx(2.040, abs=2e-3)
-    assert t_quantile_975(10_000) == pytest.approx(1.960, abs=1e-3)
+from dlmtune.report import difference_verdict, verdicts, write_report
 
 
 def _write_runs(folder, runs):
@@ -44,7 +27,7 @@ def test_report_table_comes_from_the_run_files(tmp_path):
         runs.append({"name": f"weft-seed{seed}", "objective": "weft", "seed": seed, "accuracy": {"sudoku": weft},
                      "train_seconds": 13.0, "loss_curve": curve})
     _write_runs(tmp_path, runs)
-    report = write_report(tmp_path, ["sudoku"], {"sudoku": 0.25}, {"note": "test"})
+    report = write_report(tmp_path, ["sudoku"], {"sudoku": 0.25}, {"note": "test"}, {"sudoku": 100})
     half = 4.303 * 0.1 / math.sqrt(3)
     assert f"| sft | 3 | 60.0 [{100 * (0.6 - half):.1f}, {100 * (0.6 + half):.1f}] | 10.0 |" in report["table"]
     assert "| base | - | 20.0 | - |" in report["table"]
@@ -55,11 +38,34 @@ def test_report_table_comes_from_the_run_files(tmp_path):
     assert report["table"] in (tmp_path / "report.md").read_text()
 
 
-def test_verdict_says_when_intervals_overlap():
-    summary = {
-        "sft": {"accuracy": {"t": {"mean": 0.5, "low": 0.4, "high": 0.6}}},
-        "weft": {"accuracy": {"t": {"mean": 0.55, "low": 0.45, "high": 0.65}}},
-    }
-    lines = verdicts(summary, {"t": 0.25}, ["t"])
-    assert any("no clear difference" in line for line in lines)
-    assert all("better" not in line for line in lines)
+def test_paired_difference_and_noise_by_hand(tmp_path):
+    """weft - sft per seed: +0.10, +0.12, +0.11 -> mean 0.11, sd 0.01, half-width t_{0.975}(2) * 0.01 / sqrt(3)."""
+    runs = [{"name": "base", "objective": "base", "seed": None, "accuracy": {"t": 0.2}}]
+    for seed, (sft, weft) in enumerate([(0.5, 0.6), (0.4, 0.52), (0.6, 0.71)]):
+        for objective, accuracy in (("sft", sft), ("weft", weft)):
+            runs.append({"name": f"{objective}-seed{seed}", "objective": objective, "seed": seed,
+                         "accuracy": {"t": accuracy}, "train_seconds": 1.0, "loss_curve": [[1, 1.0]]})
+    _write_runs(tmp_path, runs)
+    report = write_report(tmp_path, ["t"], {"t": 0.25}, {}, {"t": 64})
+    half = 4.302653 * 0.01 / math.sqrt(3)
+    diff = json.loads((tmp_path / "report.json").read_text())["paired_difference"]["t"]
+    assert diff["mean"] == pytest.approx(0.11) and diff["n"] == 3
+    assert diff["low"] == pytest.approx(0.11 - half) and diff["high"] == pytest.approx(0.11 + half)
+    markdown = (tmp_path / "report.md").read_text()
+    assert f"| weft - sft | t | 3 | +11.0 | [{100 * (0.11 - half):+.1f}, {100 * (0.11 + half):+.1f}] | {100 * half:.1f} | better" in markdown
+    p = (0.5 + 0.4 + 0.6 + 0.6 + 0.52 + 0.71) / 6  # the fine-tuned runs' mean accuracy
+    noise = report["noise"]["t"]
+    assert noise["item_se"] == pytest.approx(math.sqrt(p * (1 - p) / 64))
+    weft_sd = statistics.stdev([0.6, 0.52, 0.71])
+    assert noise["seed_sd"]["sft"] == pytest.approx(0.1) and noise["seed_sd"]["weft"] == pytest.approx(weft_sd)
+    assert f"| t | 64 | {100 * noise['item_se']:.1f} | sft 10.0, weft {100 * weft_sd:.1f} |" in markdown
+
+
+def test_verdicts_from_the_paired_interval():
+    assert difference_verdict({"mean": 0.05, "low": -0.01, "high": 0.11}).startswith("no clear difference")
+    assert difference_verdict({"mean": 0.05, "low": 0.01, "high": 0.09}).startswith("better")
+    assert difference_verdict({"mean": -0.05, "low": -0.09, "high": -0.01}).startswith("WORSE")
+    assert difference_verdict({"mean": 0.05, "low": None, "high": None}).startswith("one seed")
+    summary = {"base": {"accuracy": {"t": {"mean": 0.3}}},
+               "weft": {"accuracy": {"t": {"mean": 0.55, "low": 0.45, "high": 0.65}}}}
+    assert verdicts(summary, {"t": 0.25}, ["t"]) == ["weft on t: 55.0 [45.0, 65.0] vs base/chance 30.0 (clearly above)."]

@@ -119,7 +119,7 @@ def test_shipped_8b_configs_run_unchanged_on_an_official_layout_folder(config, t
 def test_unknown_family_runs_its_code_only_with_the_flag(remote_code_folder, tmp_path):
     refused = CliRunner().invoke(app, ["eval", "--model", str(remote_code_folder), "--out", str(tmp_path / "a"),
                                        *GENERATION])
-    assert refused.exit_code != 0 and "--trust-remote-code" in str(refused.exception)
+    assert refused.exit_code == 2 and "--trust-remote-code" in refused.output, refused.output
     assert not (tmp_path / "a" / "results.json").exists()
     _invoke("eval", "--model", remote_code_folder, "--out", tmp_path / "b", *GENERATION, "--trust-remote-code")
     assert (tmp_path / "b" / "results.json").exists()

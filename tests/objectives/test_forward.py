@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from accelerate.utils import extract_model_from_parallel
 from torch import nn
 
-from dlmtune.models.forward import logits_at, output_head, shift_logits, source_rows, stat_at, unwrap_model
+from dlmtune.models.forward import logits_at, output_head, shift_logits, source_rows, stat_at
 
 
 def test_shift_logits_hand_example():
@@ -111,17 +112,6 @@ def test_empty_positions(tiny_bidir_model):
         assert stat_at(tiny_bidir_model, ids, attention, none, lambda x: x.sum(-1), chunk_size=4).shape == (0,)
 
 
-class _Wrapper(nn.Module):
-    """A DDP-like wrapper (real model in `.module`) that hides `get_output_embeddings`."""
-
-    def __init__(self, module):
-        super().__init__()
-        self.module = module
-
-    def forward(self, **kwargs):
-        return self.module(**kwargs)
-
-
 class _NoHead(nn.Module):
     """A model whose head cannot be tapped: no get_output_embeddings, so the full-logits fallback runs."""
 
@@ -134,8 +124,8 @@ class _NoHead(nn.Module):
 
 
 def test_unwrap_and_fallback(tiny_bidir_model):
-    wrapped = _Wrapper(_Wrapper(tiny_bidir_model))
-    assert unwrap_model(wrapped) is tiny_bidir_model
+    wrapped = nn.DataParallel(tiny_bidir_model)  # a wrapper that hides `get_output_embeddings`, as DDP does
+    assert extract_model_from_parallel(wrapped) is tiny_bidir_model
     assert output_head(wrapped) is tiny_bidir_model.lm_head
     assert output_head(_NoHead(tiny_bidir_model)) is None
     ids, attention, positions = _inputs()

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from dlmtune.synthetic import make_splits, sft_examples
+from dlmtune.synthetic import make_splits
 from dlmtune.synthetic.countdown import problem_key
 from dlmtune.tasks import get_task
+from dlmtune.tasks.generated import sft_examples
 
 KEYS = {"sudoku": lambda item: item["puzzle"], "countdown": problem_key}
 

@@ -31,7 +31,7 @@ def eval_command(
     data: list[str] = typer.Option([], help="TASK=PATH_OR_HUB_ID; default: generated (sudoku, countdown) or Hub."),
     seeds: int = typer.Option(1, help="Number of evaluation seeds (42, 43, ...)."),
     limit: int | None = typer.Option(None, help="Evaluate only the first N items of each task."),
-    fast: bool = typer.Option(False, "--fast", help="Threshold parallel decoding + prefix KV cache."),
+    fast: bool = typer.Option(False, "--fast", help="Threshold parallel decoding + dual (prefix and suffix) KV cache."),
     out: Path = typer.Option(Path("runs/eval"), help="Output folder (re-running resumes)."),
     gen_length: int | None = typer.Option(None, help="Override the task's generation length."),
     block_length: int | None = typer.Option(None, help="Override the block length (default 32)."),

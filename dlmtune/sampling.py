@@ -251,14 +251,14 @@ def _guided_inputs(canvas: _Canvas, settings: _Settings) -> tuple[Tensor, Tensor
 
 @dataclass(frozen=True)
 class _CacheLayout:
-    """Which canvas positions a block's later steps take from the cache and which they recompute.
+    """Which canvas positions a block's later steps take from the cache (`cached`) and which they
+    recompute (`span`).
 
-    `window` is the block, one position earlier for shifted-logit models (whose first block prediction is
-    read from the position before the block); the recomputed `span` always covers it. Prefix cache: the
-    cache holds everything before the window, the span runs from the window to the end. Dual cache: the
-    cache holds everything but the window (prefix, then suffix), the span is the window alone."""
+    The window is the block, one position earlier for shifted-logit models (whose first block prediction
+    is read from the position before the block); the span always covers it. Prefix cache: the cache holds
+    everything before the window, the span runs from the window to the end. Dual cache: the cache holds
+    everything but the window (prefix, then suffix), the span is the window alone."""
 
-    window: slice
     cached: tuple[slice, ...]
     span: slice
 
@@ -266,8 +266,8 @@ class _CacheLayout:
     def of(cls, mode: str, block: slice, shift: bool, length: int) -> _CacheLayout:
         window = slice(block.start - int(shift), block.stop)
         if mode == "prefix":
-            return cls(window, (slice(0, window.start),), slice(window.start, length))
-        return cls(window, (slice(0, window.start), slice(window.stop, length)), window)
+            return cls((slice(0, window.start),), slice(window.start, length))
+        return cls((slice(0, window.start), slice(window.stop, length)), window)
 
 
 def keep_positions(cache: DynamicCache, parts: tuple[slice, ...], config=None) -> DynamicCache:

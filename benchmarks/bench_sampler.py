@@ -1,7 +1,7 @@
-"""Sampler benchmark: plain LLaDA sampling vs prefix KV cache vs threshold decoding vs both, same items.
+"""Sampler benchmark: plain LLaDA sampling vs prefix / dual KV cache, threshold decoding, and both, same items.
 
-    .venv/bin/dlmtune train configs/tiny.yaml --output_dir runs/tiny-weft
-    .venv/bin/python benchmarks/bench_sampler.py --model runs/tiny-weft --items 128 --out runs/bench-sampler
+    .venv/bin/dlmtune train configs/tiny.yaml --objective sft --output_dir runs/tiny-sft
+    .venv/bin/python benchmarks/bench_sampler.py --model runs/tiny-sft --items 128 --out runs/bench-sampler
 
 Every variant decodes the same held-out items (the first N of the generated Sudoku and Countdown test
 sets: `load_task_items(task, None, N)`, i.e. the test split that configs/tiny.yaml's synthetic training
@@ -9,8 +9,8 @@ data is disjoint from) with the same model, prompts (d1 format, bare question: `
 SFT data and `dlmtune demo` use), left-padded batches and scorers as `dlmtune eval`, at temperature 0
 with low-confidence remasking. Generation settings are the evaluation protocol's (block 32, steps =
 gen_length / 2; `--steps-ratio 1` for Fast-dLLM's one token per step) with the demo's lengths
-(`DemoConfig.gen_length`); all variants get the same steps budget, so "cache + threshold" is what
-`dlmtune eval --fast` does on top of the plain protocol.
+(`DemoConfig.gen_length`, or `--gen-length`); all variants get the same steps budget, so "dual cache +
+threshold" is what `dlmtune eval --fast` does on top of the plain protocol.
 
 Timing is interleaved in one process: items are cut into batches, and every batch is decoded by every
 variant (and every torch thread count given with --threads) in an order rotated from batch to batch, so
@@ -53,9 +53,11 @@ GEN_LENGTH = DemoConfig().gen_length
 def variants(threshold: float) -> dict[str, dict[str, Any]]:
     return {
         "plain": {},
-        "prefix cache": {"use_cache": True},
+        "prefix cache": {"cache": "prefix"},
+        "dual cache": {"cache": "dual"},
         f"threshold {threshold:g}": {"threshold": threshold},
-        f"cache + threshold {threshold:g}": {"use_cache": True, "threshold": threshold},
+        f"prefix cache + threshold {threshold:g}": {"cache": "prefix", "threshold": threshold},
+        f"dual cache + threshold {threshold:g}": {"cache": "dual", "threshold": threshold},
     }
 
 
@@ -77,7 +79,7 @@ def decode_batch(model, tokenizer, spec, prompts: list[str], settings: Generatio
         model, encoded["input_ids"], attention_mask=encoded["attention_mask"], mask_id=spec.mask_token_id,
         gen_length=settings.gen_length, block_length=settings.block_length, steps=settings.steps,
         temperature=settings.temperature, remasking=settings.remasking, threshold=settings.threshold,
-        use_cache=settings.use_cache, shift_logits=spec.shift_logits,
+        cache=settings.cache, shift_logits=spec.shift_logits,
     )
     return decode_completions(tokenizer, output, encoded["input_ids"].shape[1], spec.stop_token_ids)
 
@@ -97,7 +99,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     model.eval()
     forward = DLMForward.of(model)
     if not forward.supports_cache:
-        print(f"warning: {args.model} cannot use the prefix cache (no position ids / cache argument): "
+        print(f"warning: {args.model} cannot use a KV cache (no position ids / cache argument): "
               "the cache variants will decode without it")
     tasks = [t for t in args.tasks.split(",") if t]
     threads = [int(t) for t in str(args.threads).split(",")]
@@ -240,10 +242,10 @@ def main() -> None:
     import sys
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="runs/tiny-weft", help="model folder (default: runs/tiny-weft)")
+    parser.add_argument("--model", default="runs/tiny-sft", help="model folder (default: runs/tiny-sft)")
     parser.add_argument("--tasks", default="sudoku,countdown")
     parser.add_argument("--items", type=int, default=128, help="held-out items per task")
-    parser.add_argument("--gen-length", type=int, default=None, help="default: sudoku 128, countdown 64")
+    parser.add_argument("--gen-length", type=int, default=None, help="default: the demo's (sudoku 64, countdown 32)")
     parser.add_argument("--block-length", type=int, default=32)
     parser.add_argument("--steps", type=int, default=None, help="diffusion steps, every task (default: see next)")
     parser.add_argument("--steps-ratio", type=int, default=2,

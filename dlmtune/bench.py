@@ -3,7 +3,7 @@
 Objectives run interleaved (A B A B ... after warm-up) on the same model and batches, so machine noise
 hits all of them alike and the ratios to `sft` are taken within one run. Weights are random: a step's
 cost does not depend on them. Peak memory is `torch.cuda.max_memory_allocated` per step on a GPU, and
-on the CPU the tensor allocator's peak over one extra step per objective (`cpu_peak_allocated`), both
+on the CPU the peak of live tensor bytes over one extra step per objective (`dlmtune.memory`), both
 counting weights, gradients and optimizer state as they stand.
 
 Besides the registered objectives the benchmark runs the two variants of `objectives.VARIANTS`:
@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
-from torch._C._profiler import _EventType
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from dlmtune.memory import peak_bytes, tensor_bytes
 from dlmtune.objectives.registry import ObjectiveConfig, get_objective
 
 LLADA_8B_SHAPE = {"hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32,
@@ -45,6 +44,8 @@ class BenchConfig:
     vocab_size: int | None = None  # override the preset's vocabulary (the LM head's cost grows with it)
     seed: int = 0
     measure_memory: bool = True
+    activation_checkpointing: bool = False
+    device: str | None = None  # default: cuda if available, else cpu; "meta" for dlmtune.memory's accounting
     chunk_size: int = ObjectiveConfig.chunk_size  # first-pass rows per head chunk (bounds its memory)
 
 
@@ -56,7 +57,7 @@ def build_model(config: BenchConfig) -> tuple[torch.nn.Module, int]:
         mask_id = shape.pop("mask_token_id")
         llama = LlamaConfig(**shape, num_key_value_heads=32, max_position_embeddings=4096, is_causal=False,
                             rope_theta=500000.0, tie_word_embeddings=False)
-        with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
+        with torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu")):
             torch.manual_seed(config.seed)
             model = LlamaForCausalLM(llama).to(dtype)
     else:
@@ -66,8 +67,10 @@ def build_model(config: BenchConfig) -> tuple[torch.nn.Module, int]:
         tokenizer = build_tokenizer()
         mask_id = tokenizer.mask_token_id
         model = build_preset_model(config.preset, tokenizer, seed=config.seed, vocab_size=config.vocab_size).to(dtype)
-        if torch.cuda.is_available():
-            model = model.cuda()
+        if config.device or torch.cuda.is_available():
+            model = model.to(config.device or "cuda")
+    if config.activation_checkpointing:
+        model.activation_checkpointing_enable()
     if config.lora:
         from dlmtune.models.lora import apply_lora
 
@@ -120,29 +123,6 @@ def _setup(config: BenchConfig):
     return model, mask_id, batch, optimizer
 
 
-def cpu_peak_allocated(step: Callable[[], object]) -> int:
-    """Peak bytes the CPU tensor allocator holds while `step` runs, above what it held when `step`
-    began, read from the profiler's allocation events (exact, unlike the process RSS)."""
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
-        step()
-    allocations = []
-    stack = list(prof.profiler.kineto_results.experimental_event_tree())
-    while stack:
-        node = stack.pop()
-        stack.extend(node.children)
-        if node.tag == _EventType.Allocation:
-            allocations.append((node.start_time_ns, node.extra_fields.alloc_size, node.extra_fields.total_allocated))
-    if not allocations:
-        return 0
-    allocations.sort()
-    _, first_size, first_total = allocations[0]
-    return max(total for _, _, total in allocations) - (first_total - first_size)
-
-
-def tensor_bytes(tensors) -> int:
-    return sum(t.numel() * t.element_size() for t in tensors)
-
-
 def optimizer_state_tensors(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
     return [v for state in optimizer.state.values() for v in state.values() if torch.is_tensor(v)]
 
@@ -182,7 +162,7 @@ def bench_train(config: BenchConfig) -> dict:
     if not on_gpu and config.measure_memory:
         resident = tensor_bytes([*model.parameters(), *optimizer_state_tensors(optimizer), *batch.values()])
         for name, objective in objectives.items():  # one more step each, outside the timed rounds
-            step_peaks[name] = cpu_peak_allocated(lambda o=objective: _step(model, o, batch, optimizer, config.seed))
+            step_peaks[name] = peak_bytes(lambda o=objective: _step(model, o, batch, optimizer, config.seed))
             peaks[name] = resident + step_peaks[name]
     tokens = config.batch * config.seq_len
     results = {}
@@ -198,5 +178,5 @@ def bench_train(config: BenchConfig) -> dict:
     device = torch.cuda.get_device_name() if on_gpu else f"cpu ({torch.get_num_threads()} threads)"
     return {"config": asdict(config), "device": device, "torch": torch.__version__,
             "peak_mem_kind": "cuda.max_memory_allocated" if on_gpu else "CPU: weights + optimizer state + batch, plus the allocator's peak above them during a step "
-            "(step_peak_bytes, from profiler allocation events)",
+            "(step_peak_bytes, live tensor storages counted by dlmtune.memory)",
             "flop_floor_weft_over_sft": flop_floor(config, model), "objectives": results}

@@ -46,7 +46,7 @@ def eval_command(
     data: list[str] = typer.Option([], help="TASK=PATH_OR_HUB_ID; default: generated (sudoku, countdown) or Hub."),
     seeds: int = typer.Option(1, min=1, help="Evaluation seeds (42, 43, ...); refused where decoding is deterministic."),
     limit: int | None = typer.Option(None, min=1, help="Evaluate only the first N items of each task."),
-    fast: bool = typer.Option(False, "--fast", help="Threshold parallel decoding + prefix KV cache."),
+    fast: bool = typer.Option(False, "--fast", help="Threshold parallel decoding + dual (prefix and suffix) KV cache."),
     out: Path = typer.Option(Path("runs/eval"), help="Output folder (re-running resumes)."),
     gen_length: int | None = typer.Option(None, min=1, help="Override the task's generation length."),
     block_length: int | None = typer.Option(None, min=1, help="Override the block length (default 32)."),

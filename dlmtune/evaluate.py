@@ -48,6 +48,7 @@ from dlmtune.tasks.base import Score
 from dlmtune.tasks.protocols.columns import COLUMNS, column_accuracies, disagreements, score_columns
 
 FAST_THRESHOLD = 0.9
+FAST_CACHE = "dual"
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ class GenerationSettings:
     temperature: float = 0.0
     remasking: str = "low_confidence"
     threshold: float | None = None
-    use_cache: bool = False
+    cache: str | None = None  # KV cache: None, "prefix" or "dual" (dlmtune.sampling)
     batch_size: int = 8
 
     def __post_init__(self) -> None:
@@ -75,7 +76,7 @@ class GenerationSettings:
     def for_task(cls, task: Any, fast: bool = False, **overrides: Any) -> GenerationSettings:
         settings = cls(task.default_gen_length, task.default_block_length, task.default_steps)
         if fast:
-            settings = replace(settings, threshold=FAST_THRESHOLD, use_cache=True)
+            settings = replace(settings, threshold=FAST_THRESHOLD, cache=FAST_CACHE)
         given = {k: v for k, v in overrides.items() if v is not None}
         if "gen_length" in given and "steps" not in given:
             given["steps"] = max(given["gen_length"] // 2, 1)
@@ -154,7 +155,7 @@ def _generate_batch(model, tokenizer, spec: DLMSpec, prompts: list[str], setting
         temperature=settings.temperature,
         remasking=settings.remasking,
         threshold=settings.threshold,
-        use_cache=settings.use_cache,
+        cache=settings.cache,
         shift_logits=spec.shift_logits,
         generator=generator,
     )

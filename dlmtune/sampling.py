@@ -1,5 +1,6 @@
 """Sample from a masked diffusion LM by iterative unmasking: LLaDA's semi-autoregressive sampler, plus
-Fast-dLLM's two accelerations (threshold parallel decoding and a per-block prefix KV cache).
+Fast-dLLM's accelerations (threshold parallel decoding, and a per-block prefix or dual KV cache; Fast-dLLM,
+arXiv 2505.22618).
 
 The sampler (facts from ML-GSAI/LLaDA generate.py): the prompt is followed by `gen_length` mask tokens,
 decoded in blocks of `block_length`, left to right, each block given `steps // num_blocks` steps. Within a
@@ -22,8 +23,8 @@ ids follow the mask (first real token at 0), so a padded prompt sits where it wo
 called with only the arguments their forward accepts, read from the signature of the underlying model
 (through peft and distributed wrappers). LLaDA's remote code takes no position ids, so padding shifts every
 real token by the pad count; RoPE depends only on relative positions, so that changes nothing beyond
-rounding (models with absolute positions would decode differently). The prefix cache, though, needs the
-positions (the window's must match the cached prefix's), so it is only used when they can be passed.
+rounding (models with absolute positions would decode differently). A KV cache, though, needs the
+positions (the recomputed ones must match the cached ones), so it is only used when they can be passed.
 Dream's remote code reads `attention_mask` as a ready [B, 1, q, kv] boolean mask, so it gets one;
 everything else gets the usual 2D mask.
 
@@ -34,16 +35,24 @@ left (always at least one). A block ends when it has no masks left, so blocks us
 token per step, Fast-dLLM's rule; with fewer steps it is the plain sampler's count. Nothing reaching the threshold (e.g. threshold 1.0)
 gives exactly the plain sampler. Needs low_confidence remasking (random draws are not probabilities).
 
-Prefix KV cache (`use_cache=True`, Fast-dLLM's "prefix cache"): each block starts with one full forward
-that also stores every layer's keys/values; the cache is cut to the positions before the block (one fewer
-for shifted-logit models, whose first block prediction is read from the position before it). The other
-steps of the block run only the block and the masked tail after it, attending to the cached prefix; the
-cache is cut back after each step so it never grows. In a bidirectional model this is an approximation:
-prefix keys depend on later tokens, which change during the block. The first step of a block is exact,
-and the cache is rebuilt at each block, as in Fast-dLLM. It needs a forward that takes position ids and a
-transformers cache (`cache` in transformers 5, `past_key_values` before); other models (LLaDA's remote
-code asserts it gets no cache) decode without it, with a warning. Classifier-free guidance works with the
-cache (the conditional and unconditional rows share one batch, and one cache).
+KV caches (`cache=`, Fast-dLLM's two). Each block starts with one full forward, exact, that also stores
+every layer's keys/values; the cache then keeps only positions whose tokens stay fixed during the block,
+and the block's later steps recompute the rest, attending to the cached keys. The "window" is the block
+(for shifted-logit models also the position before it, whose output predicts the block's first token).
+- "prefix": the cache keeps the positions before the window; later steps run the window and the masked
+  tail after it.
+- "dual": the cache keeps the positions before AND after the window (prefix, then suffix, cut out of the
+  full forward's cache with one copy per block); later steps run the window alone. The attention mask
+  is laid out in the cache's order (prefix, suffix, window); a bidirectional model does not care about
+  the order of its keys, only about their positions, which RoPE applied before caching.
+After each later step the cache is cut back to what it held, so it never grows. In a bidirectional
+model both are approximations: the cached keys depend on the block's tokens, which change during the
+block (for the dual cache the suffix's keys too), and only the first step of a block is exact; the cache
+is rebuilt at each block, as in Fast-dLLM. In a one-layer model keys depend only on their own token, so
+both caches are exact there. A cache needs a forward that takes position ids and a transformers cache
+(`cache` in transformers 5, `past_key_values` before); other models (LLaDA's remote code asserts it
+gets no cache) decode without it, with a warning. Classifier-free guidance works with either cache (the
+conditional and unconditional rows share one batch, and one cache).
 """
 
 from __future__ import annotations
@@ -62,6 +71,7 @@ from transformers import DynamicCache, PreTrainedTokenizerBase
 Tensor = torch.Tensor
 
 REMASKING = ("low_confidence", "random")
+CACHE_MODES = ("prefix", "dual")
 CACHE_ARGUMENTS = ("cache", "past_key_values")  # transformers 5 renamed past_key_values to cache
 FOUR_D_MASK_MODEL_TYPES = frozenset({"dream"})
 
@@ -158,8 +168,13 @@ class DLMForward:
         """A prefix cache needs explicit positions for the tokens after it, and a cache argument."""
         return self.takes_position_ids and self.cache_argument is not None
 
+    @property
+    def config(self):
+        """The underlying model's config (None if it has none); caches are laid out by it."""
+        return getattr(_base_model(self.model), "config", None)
+
     def new_cache(self) -> DynamicCache:
-        return DynamicCache(config=getattr(_base_model(self.model), "config", None))
+        return DynamicCache(config=self.config)
 
     def __call__(self, input_ids: Tensor, attention_mask: Tensor | None, position_ids: Tensor,
                  cache: DynamicCache | None = None) -> Tensor:
@@ -193,6 +208,7 @@ class _Settings:
     threshold: float | None
     shift_logits: bool
     generator: torch.Generator | None
+    cache: str | None  # None, "prefix" or "dual"
 
 
 @dataclass
@@ -221,30 +237,68 @@ class _Canvas:
         return tokens
 
 
-def _model_logits(forward: DLMForward, canvas: _Canvas, start: int, settings: _Settings,
-                  cache: DynamicCache | None) -> Tensor:
-    """Raw logits for positions `start:` of the canvas, the positions before `start` being in `cache`.
-    With guidance the unconditional rows follow the conditional ones in the same batch."""
+def _guided_inputs(canvas: _Canvas, settings: _Settings) -> tuple[Tensor, Tensor | None, Tensor]:
+    """Tokens, attention mask and positions of the whole canvas as the model sees them: with guidance the
+    unconditional rows follow the conditional ones in the same batch (and share one cache)."""
     tokens, mask, positions = canvas.tokens, canvas.attention_mask, canvas.position_ids
     if settings.cfg_scale > 0:
         tokens = torch.cat([tokens, canvas.unconditional(settings.mask_id)])
         mask = None if mask is None else mask.repeat(2, 1)
         positions = positions.repeat(2, 1)
-    return forward(tokens[:, start:], mask, positions[:, start:], cache)
+    return tokens, mask, positions
 
 
-def _block_logits(forward: DLMForward, canvas: _Canvas, block: slice, settings: _Settings,
-                  cache: DynamicCache | None, fresh: bool) -> Tensor:
-    """Aligned, guided logits [B, block, V] for the current block. Without a cache, or on a `fresh` one
-    (the first step of the block), a full forward, which fills the cache; later steps forward only from
-    the end of the prefix on. The cache is cut back to the prefix after each. Shifted-logit models read
-    the block's predictions one position earlier: Dream's shift, without copying the full logits."""
-    prefix = block.start - int(settings.shift_logits)
-    start = 0 if cache is None or fresh else prefix
-    logits = _model_logits(forward, canvas, start, settings, cache)
-    if cache is not None:
-        crop_cache(cache, prefix)
-    logits = logits[:, prefix - start : prefix - start + block.stop - block.start]
+@dataclass(frozen=True)
+class _CacheLayout:
+    """Which canvas positions a block's later steps take from the cache (`cached`) and which they
+    recompute (`span`).
+
+    The window is the block, one position earlier for shifted-logit models (whose first block prediction
+    is read from the position before the block); the span always covers it. Prefix cache: the cache holds
+    everything before the window, the span runs from the window to the end. Dual cache: the cache holds
+    everything but the window (prefix, then suffix), the span is the window alone."""
+
+    cached: tuple[slice, ...]
+    span: slice
+
+    @classmethod
+    def of(cls, mode: str, block: slice, shift: bool, length: int) -> _CacheLayout:
+        window = slice(block.start - int(shift), block.stop)
+        if mode == "prefix":
+            return cls((slice(0, window.start),), slice(window.start, length))
+        return cls((slice(0, window.start), slice(window.stop, length)), window)
+
+
+def keep_positions(cache: DynamicCache, parts: tuple[slice, ...], config=None) -> DynamicCache:
+    """A cache holding only the positions `parts` of `cache`, in that order (one copy of each layer's
+    keys and values; a single leading part is a crop, no copy)."""
+    if len(parts) == 1 and parts[0].start == 0:
+        crop_cache(cache, parts[0].stop)
+        return cache
+    layers = [(torch.cat([keys[:, :, p] for p in parts], dim=2), torch.cat([values[:, :, p] for p in parts], dim=2))
+              for keys, values, *_ in cache]
+    return DynamicCache(layers, config=config)
+
+
+def _cached_step(forward: DLMForward, inputs: tuple, layout: _CacheLayout, cache: DynamicCache) -> Tensor:
+    """Logits of the layout's span, its keys attending to the cached positions; the cache is cut back to
+    what it held before, so it never grows. The attention mask follows the cache's order of positions
+    (cached parts, then the span)."""
+    tokens, mask, positions = inputs
+    if mask is not None:
+        mask = torch.cat([mask[:, part] for part in (*layout.cached, layout.span)], dim=1)
+    held = cache.get_seq_length()
+    logits = forward(tokens[:, layout.span], mask, positions[:, layout.span], cache)
+    crop_cache(cache, held)
+    return logits
+
+
+def _guided_block_logits(logits: Tensor, first: int, block: slice, settings: _Settings) -> Tensor:
+    """Aligned, guided logits [B, block, V] for the block, from `logits` whose row 0 is canvas position
+    `first`. Shifted-logit models read each prediction one position earlier: Dream's shift, without
+    copying the full logits."""
+    start = block.start - int(settings.shift_logits) - first
+    logits = logits[:, start : start + block.stop - block.start]
     if settings.cfg_scale > 0:
         cond, uncond = logits.chunk(2)
         logits = uncond + (settings.cfg_scale + 1) * (cond - uncond)
@@ -263,14 +317,24 @@ def _denoise_step(canvas: _Canvas, block: slice, logits: Tensor, steps_left: int
     canvas.tokens[:, block] = torch.where(commit, guess, current)
 
 
-def _decode_block(forward: DLMForward, canvas: _Canvas, block: slice, steps: int, settings: _Settings,
-                  use_cache: bool) -> None:
-    cache = forward.new_cache() if use_cache else None
+def _decode_block(forward: DLMForward, canvas: _Canvas, block: slice, steps: int, settings: _Settings) -> None:
+    """Decode one block. With a cache, its first step is a full forward that fills the cache, kept then
+    to the layout's cached positions; the later steps recompute only the layout's span."""
+    layout = None if settings.cache is None else _CacheLayout.of(
+        settings.cache, block, settings.shift_logits, canvas.tokens.shape[1])
+    cache = None
     for step in range(steps):
         if not (canvas.tokens[:, block] == settings.mask_id).any():
             return
-        logits = _block_logits(forward, canvas, block, settings, cache, fresh=step == 0)
-        _denoise_step(canvas, block, logits, steps - step, settings)
+        inputs = _guided_inputs(canvas, settings)
+        if layout is None or step == 0:
+            cache = None if layout is None else forward.new_cache()
+            logits, first = forward(*inputs, cache), 0
+            if layout is not None:
+                cache = keep_positions(cache, layout.cached, forward.config)
+        else:
+            logits, first = _cached_step(forward, inputs, layout, cache), layout.span.start
+        _denoise_step(canvas, block, _guided_block_logits(logits, first, block, settings), steps - step, settings)
 
 
 def check_schedule(gen_length: int, block_length: int, steps: int) -> None:
@@ -287,7 +351,7 @@ def check_schedule(gen_length: int, block_length: int, steps: int) -> None:
 
 def _validate(input_ids: Tensor, attention_mask: Tensor | None, mask_id: int, gen_length: int,
               block_length: int, steps: int, temperature: float, remasking: str, cfg_scale: float,
-              threshold: float | None) -> None:
+              threshold: float | None, cache: str | None) -> None:
     """Reject argument combinations the sampler cannot honour, saying what to change."""
     if input_ids.dim() != 2 or input_ids.shape[1] == 0:
         raise ValueError(f"input_ids must be [batch, prompt_len] with prompt_len >= 1, got shape {tuple(input_ids.shape)}")
@@ -303,6 +367,8 @@ def _validate(input_ids: Tensor, attention_mask: Tensor | None, mask_id: int, ge
         raise ValueError(f"cfg_scale must be >= 0 (0 = no guidance), got {cfg_scale}")
     if threshold is not None and not 0 < threshold <= 1:
         raise ValueError(f"threshold must be in (0, 1] or None (no parallel decoding), got {threshold}")
+    if cache is not None and cache not in CACHE_MODES:
+        raise ValueError(f"cache must be None (no KV cache) or one of {CACHE_MODES}, got {cache!r}")
     if threshold is not None and remasking != "low_confidence":
         raise ValueError("threshold needs remasking='low_confidence': random confidences are not probabilities")
     attended = input_ids == mask_id
@@ -329,23 +395,24 @@ def generate(
     attention_mask: Tensor | None = None,
     shift_logits: bool = False,
     generator: torch.Generator | None = None,
-    use_cache: bool = False,
+    cache: str | None = None,
 ) -> Tensor:
     """Decode `gen_length` tokens after each (left-padded) prompt in `input_ids` [B, P]; returns
-    [B, P + gen_length]. Semantics, `threshold` and `use_cache` are described in the module docstring;
-    `shift_logits=True` is for Dream-style models that predict position i from position i-1."""
+    [B, P + gen_length]. Semantics, `threshold` and `cache` ("prefix" or "dual" KV cache) are described
+    in the module docstring; `shift_logits=True` is for Dream-style models that predict position i from
+    position i-1."""
     _validate(input_ids, attention_mask, mask_id, gen_length, block_length, steps, temperature, remasking,
-              cfg_scale, threshold)
+              cfg_scale, threshold, cache)
     forward = DLMForward.of(model)
     canvas = _Canvas.start(input_ids, attention_mask, mask_id, gen_length)
-    if use_cache and not forward.supports_cache:
-        warnings.warn("use_cache=True ignored: the model's forward lacks position_ids or a KV cache argument "
-                      "(cache / past_key_values); decoding without the prefix cache", stacklevel=2)
-        use_cache = False
-    settings = _Settings(mask_id, temperature, remasking, cfg_scale, threshold, shift_logits, generator)
+    if cache is not None and not forward.supports_cache:
+        warnings.warn(f"cache={cache!r} ignored: the model's forward lacks position_ids or a KV cache argument "
+                      "(cache / past_key_values); decoding without a KV cache", stacklevel=2)
+        cache = None
+    settings = _Settings(mask_id, temperature, remasking, cfg_scale, threshold, shift_logits, generator, cache)
     steps_per_block = steps // (gen_length // block_length)
     for start in range(canvas.prompt_length, canvas.tokens.shape[1], block_length):
-        _decode_block(forward, canvas, slice(start, start + block_length), steps_per_block, settings, use_cache)
+        _decode_block(forward, canvas, slice(start, start + block_length), steps_per_block, settings)
     return canvas.tokens
 
 

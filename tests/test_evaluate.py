@@ -89,7 +89,7 @@ def test_generation_settings_follow_the_papers_per_task():
     assert GenerationSettings.for_task(gsm8k) == GenerationSettings(256, 32, 128)
     assert GenerationSettings.for_task(gsm8k, gen_length=64).steps == 32
     fast = GenerationSettings.for_task(gsm8k, fast=True)
-    assert fast.threshold == 0.9 and fast.use_cache
+    assert fast.threshold == 0.9 and fast.cache == "dual"
 
 
 def test_k_shot_prompts_contain_solved_examples_not_the_test_item(tmp_path, tokenizer, setup):

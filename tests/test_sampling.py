@@ -19,6 +19,7 @@ from dlmtune.sampling import (
     crop_cache,
     decode_completions,
     generate,
+    keep_positions,
     num_transfer_tokens,
 )
 
@@ -132,6 +133,7 @@ def test_gumbel_noise_is_greedy_at_zero_and_seeded_above():
         (dict(threshold=0.0), "threshold"),
         (dict(threshold=1.5), "threshold"),
         (dict(threshold=0.9, remasking="random"), "threshold"),
+        (dict(cache="suffix"), "cache"),
     ],
 )
 def test_invalid_arguments_name_the_argument(model, overrides, argument):
@@ -185,18 +187,19 @@ def test_random_remasking_and_temperature_are_seeded(model):
     assert not run(7, temperature=1.0).equal(run(8, temperature=1.0))
 
 
-@pytest.mark.parametrize("mask_format", ["2d", "dream-4d"])
-def test_left_padded_batch_decodes_like_each_prompt_alone(model, monkeypatch, mask_format):
+@pytest.mark.parametrize(("mask_format", "cache"), [("2d", None), ("dream-4d", None), ("2d", "dual"),
+                                                     ("dream-4d", "dual"), ("2d", "prefix")])
+def test_left_padded_batch_decodes_like_each_prompt_alone(model, monkeypatch, mask_format, cache):
     if mask_format == "dream-4d":
         monkeypatch.setattr(model.config, "model_type", "dream")
     rows = prompts(3, 6, 9)
     ids, mask = left_padded(rows)
     with recorded_calls(model) as calls:
-        batched = generate(model, ids, attention_mask=mask, mask_id=MASK, **LENGTHS)
+        batched = generate(model, ids, attention_mask=mask, mask_id=MASK, cache=cache, **LENGTHS)
     assert calls[0]["position_ids"][0].tolist() == [0] * 6 + list(range(19))
     assert calls[0]["attention_mask"].dim() == (4 if mask_format == "dream-4d" else 2)
     for row, out in zip(rows, batched, strict=True):
-        alone = generate(model, row[None], mask_id=MASK, **LENGTHS)[0]
+        alone = generate(model, row[None], mask_id=MASK, cache=cache, **LENGTHS)[0]
         assert out[mask.shape[1] - len(row):].equal(alone)
 
 
@@ -295,7 +298,102 @@ def test_cache_is_exact_for_a_causal_model(model, shift, cfg_scale):
     causal.load_state_dict(model.state_dict())
     ids, mask = left_padded(prompts(3, 6))
     kwargs = dict(attention_mask=mask, mask_id=MASK, shift_logits=shift, cfg_scale=cfg_scale, **LENGTHS)
-    assert generate(causal, ids, use_cache=True, **kwargs).equal(generate(causal, ids, **kwargs))
+    assert generate(causal, ids, cache="prefix", **kwargs).equal(generate(causal, ids, **kwargs))
+
+
+@pytest.mark.parametrize(
+    ("attention", "padded", "mask_format"),
+    [("sdpa", False, "2d"), ("sdpa", True, "2d"), ("eager", True, "2d"), ("sdpa", True, "dream-4d")],
+)
+def test_dual_cached_window_forward_is_exact_and_bidirectional(model, monkeypatch, attention, padded, mask_format):
+    """With the prefix and suffix cached from a forward of the same tokens (a block's state when its cache
+    is built), the window alone must give the full forward's logits: this checks the cut-out cache, the
+    mask in the cache's order (prefix, suffix, window), positions, and that no causal mask slips in."""
+    model.set_attn_implementation(attention)
+    if mask_format == "dream-4d":
+        monkeypatch.setattr(model.config, "model_type", "dream")
+    ids, mask = left_padded(prompts(7, 10) if padded else prompts(10, 10))
+    ids = torch.cat([ids, torch.randint(0, MASK, (2, 4)), torch.full((2, 12), MASK)], dim=1)
+    mask = torch.cat([mask, torch.ones(2, 16, dtype=torch.long)], dim=1)
+    positions = (mask.cumsum(-1) - 1).clamp_min(0)
+    attention_mask = mask if padded else None
+    forward = DLMForward.of(model)
+    window = slice(12, 18)
+    with torch.no_grad():
+        full = forward(ids, attention_mask, positions)
+        changed_suffix = forward(ids.index_fill(1, torch.tensor([20]), 5), attention_mask, positions)
+        cache = forward.new_cache()
+        forward(ids, attention_mask, positions, cache)
+        cache = keep_positions(cache, (slice(0, 12), slice(18, 26)), forward.config)
+        kv_mask = None if attention_mask is None else torch.cat([mask[:, :12], mask[:, 18:], mask[:, window]], 1)
+        out = forward(ids[:, window], kv_mask, positions[:, window], cache)
+    assert not torch.allclose(changed_suffix[:, window], full[:, window])  # the window does see the suffix
+    torch.testing.assert_close(out, full[:, window], rtol=1e-5, atol=1e-6)
+    assert cache.get_seq_length() == 26  # 20 cached + the 6 window positions the forward appended
+
+
+def one_layer_copy(model: LlamaForCausalLM) -> LlamaForCausalLM:
+    """The model cut to its first layer: its keys depend only on their own token and position, so a cache
+    of unchanged tokens is exact and every cached sampler must give the plain sampler's tokens."""
+    config = copy.deepcopy(model.config)
+    config.num_hidden_layers = 1
+    shallow = LlamaForCausalLM(config).eval()
+    shallow.load_state_dict(model.state_dict(), strict=False)
+    return shallow
+
+
+@pytest.mark.parametrize("cache", ["prefix", "dual"])
+@pytest.mark.parametrize(("shift", "cfg_scale", "threshold"),
+                         [(False, 0.0, None), (True, 0.0, None), (False, 1.0, None), (True, 1.0, 0.5)])
+def test_caches_are_exact_where_keys_depend_only_on_their_token(model, cache, shift, cfg_scale, threshold):
+    shallow = one_layer_copy(model)
+    with torch.no_grad():
+        shallow.lm_head.weight.mul_(100)  # confident enough for the 0.5 threshold to fire
+    ids, mask = left_padded(prompts(3, 6))
+    kwargs = dict(attention_mask=mask, mask_id=MASK, shift_logits=shift, cfg_scale=cfg_scale, threshold=threshold,
+                  gen_length=24, block_length=8, steps=24)
+    plain = generate(shallow, ids, **kwargs)
+    assert generate(shallow, ids, cache=cache, **kwargs).equal(plain)
+
+
+@contextmanager
+def recorded_cache_lengths(model: nn.Module) -> Iterator[list[tuple[int, int, int]]]:
+    """(tokens forwarded, cache length before, cache length after) for every forward call of `model`."""
+    calls: list[tuple[int, int, int]] = []
+
+    def before(_m, _a, kwargs):
+        cache = kwargs.get("cache")
+        calls.append((kwargs["input_ids"].shape[1], cache.get_seq_length() if cache is not None else -1))
+
+    def after(_m, _a, kwargs, _out):
+        cache = kwargs.get("cache")
+        calls[-1] += (cache.get_seq_length() if cache is not None else -1,)
+
+    handles = [model.register_forward_pre_hook(before, with_kwargs=True),
+               model.register_forward_hook(after, with_kwargs=True)]
+    try:
+        yield calls
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@pytest.mark.parametrize("shift", [False, True])
+def test_dual_cache_forwards_only_the_window_and_never_grows(model, shift):
+    ids, mask = left_padded(prompts(3, 6))
+    length, block = 6 + 32, 8
+    window = block + int(shift)
+    with recorded_cache_lengths(model) as calls:
+        out = generate(model, ids, attention_mask=mask, mask_id=MASK, gen_length=32, block_length=block, steps=32,
+                       cache="dual", shift_logits=shift)
+    assert (out[:, 6:] != MASK).all()
+    full = [c for c in calls if c[0] == length]
+    later = [c for c in calls if c[0] != length]
+    assert len(full) == 4 and all(before == 0 and after == length for _, before, after in full)
+    assert len(later) == 32 - 4
+    # each later step forwards the window against prefix + suffix, and the cut back after it keeps the cache
+    # from growing: every call finds it at the same length
+    assert all(c == (window, length - window, length) for c in later)
 
 
 def test_cache_decodes_everything_with_less_compute(model):
@@ -304,16 +402,16 @@ def test_cache_decodes_everything_with_less_compute(model):
     with recorded_calls(model) as plain_calls:
         generate(model, ids, **kwargs)
     with recorded_calls(model) as cached_calls:
-        out = generate(model, ids, use_cache=True, **kwargs)
+        out = generate(model, ids, cache="prefix", **kwargs)
     assert (out != MASK).all() and len(cached_calls) == len(plain_calls)
     assert sum(c["input_ids"].numel() for c in cached_calls) < 0.7 * sum(c["input_ids"].numel() for c in plain_calls)
-    assert (generate(model, ids, use_cache=True, shift_logits=True, cfg_scale=1.0, **kwargs) != MASK).all()
+    assert (generate(model, ids, cache="prefix", shift_logits=True, cfg_scale=1.0, **kwargs) != MASK).all()
 
 
 def test_models_without_cache_support_fall_back_with_a_warning(model):
     ids = torch.stack(prompts(5, 5))
-    with pytest.warns(UserWarning, match="use_cache=True ignored"):
-        cached = generate(WithoutPositions(model), ids, mask_id=MASK, use_cache=True, **LENGTHS)
+    with pytest.warns(UserWarning, match="cache='prefix' ignored"):
+        cached = generate(WithoutPositions(model), ids, mask_id=MASK, cache="prefix", **LENGTHS)
     assert cached.equal(generate(model, ids, mask_id=MASK, **LENGTHS))
 
 
@@ -321,10 +419,11 @@ def test_peft_adapter_is_called_with_the_base_model_arguments(model):
     peft = pytest.importorskip("peft")
     ids, mask = left_padded(prompts(3, 6))
     kwargs = dict(attention_mask=mask, mask_id=MASK, **LENGTHS)
-    expected = generate(model, ids, **kwargs), generate(model, ids, use_cache=True, **kwargs)
+    modes = (None, "prefix", "dual")
+    expected = [generate(model, ids, cache=mode, **kwargs) for mode in modes]
     lora = peft.get_peft_model(model, peft.LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
-    assert generate(lora, ids, **kwargs).equal(expected[0])
-    assert generate(lora, ids, use_cache=True, **kwargs).equal(expected[1])
+    for mode, tokens in zip(modes, expected, strict=True):
+        assert generate(lora, ids, cache=mode, **kwargs).equal(tokens)
 
 
 def test_decode_completions_stops_at_the_first_stop_token(tokenizer):

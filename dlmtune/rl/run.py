@@ -19,7 +19,7 @@ from dlmtune.rl.config import RLRunConfig, training_arguments
 from dlmtune.rl.prompts import PromptSet
 from dlmtune.rl.rewards import build_rewards
 from dlmtune.rl.trainer import RLTrainer
-from dlmtune.train import build_model
+from dlmtune.train import build_model, parameters_in_sync
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +63,7 @@ def run_rl(config: RLRunConfig, callbacks: list | None = None) -> dict[str, Any]
         "train_runtime_s": result.metrics.get("train_runtime"),
         "world_size": args.world_size,
         **trainer.timing_summary(),
+        "parameters_in_sync": parameters_in_sync(trainer),
     }
     if trainer.is_world_process_zero():
         out = Path(args.output_dir)

@@ -8,6 +8,10 @@ has a gradient. The Sudoku reward itself is exercised on the embedded model in `
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -117,3 +121,18 @@ def test_resume_mid_rollout_gives_the_uninterrupted_parameters(tmp_path):
     logged = [json.loads(line)["step"] for line in (tmp_path / "killed" / "log.jsonl").read_text().splitlines()
               if "loss" in json.loads(line)]
     assert logged == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.slow
+def test_two_rank_ddp_on_cpu_splits_rollouts_and_keeps_parameters_in_sync(tmp_path):
+    out = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29541",
+               str(Path(__file__).with_name("ddp_run.py")), str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((out / "rl_summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["parameters_in_sync"] is True
+    ranks = [load_file(str(out / "checkpoint-4" / f"rollouts-rank{r}.safetensors")) for r in (0, 1)]
+    assert not torch.equal(ranks[0]["0.prompt_ids"], ranks[1]["0.prompt_ids"])  # each rank its own prompts

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dlmtune.rl.config import ALGORITHMS, RLConfig, RLDataConfig, load_rl_config
 from dlmtune.rl.losses import diffu_grpo_loss, group_advantages, wd1_loss
+from dlmtune.rl.stage import run_rl_stage
 
 __all__ = ["ALGORITHMS", "RLConfig", "RLDataConfig", "diffu_grpo_loss", "group_advantages", "load_rl_config",
-           "wd1_loss"]
+           "run_rl_stage", "wd1_loss"]

@@ -179,6 +179,35 @@ def run_train_cli(config: Path | None, args: list[str]) -> None:
                f"saved to {train_config.training['output_dir']}")
 
 
+@app.command("rl", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def rl_command(
+    ctx: typer.Context,
+    config: Path | None = typer.Argument(None, help="YAML config (keys: TrainingArguments + model/data/rl/lora)."),
+) -> None:
+    """RL after fine-tuning: diffu-GRPO (d1) or wd1. Overrides as in train: --rl wd1 --max_steps 24 --data.size 64.
+
+    Many processes: `accelerate launch --config_file configs/accelerate/ddp.yaml -m dlmtune rl CONFIG`.
+    """
+    import logging
+
+    from accelerate import PartialState
+
+    from dlmtune.config import ConfigError, parse_overrides
+    from dlmtune.rl.config import load_rl_config
+    from dlmtune.rl.run import run_rl
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        rl_config = load_rl_config(config, parse_overrides(ctx.args))
+        summary = run_rl(rl_config)
+    except (ConfigError, FileNotFoundError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    if PartialState().is_main_process:
+        typer.echo(f"done: {summary['global_step']} steps, {summary['seconds_per_step'] or 0:.2f} s/step "
+                   f"(rollout share {summary.get('rollout_share') or 0:.0%}); saved to {rl_config.training['output_dir']}")
+
+
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks: training-step cost, sampler speed.")
 app.add_typer(bench_app, name="bench")
 

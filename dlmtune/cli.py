@@ -272,13 +272,14 @@ def demo_command(
     max_steps: int | None = typer.Option(None, "--steps", hidden=True, help="Override training steps."),
     test_per_task: int | None = typer.Option(None, "--items", hidden=True, help="Override test items per task."),
     train_per_task: int | None = typer.Option(None, "--train-items", hidden=True, help="Override SFT items per task."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help=TRUST_REMOTE_CODE_HELP),
 ) -> None:
     """SFT vs WeFT on the embedded tiny dLLM: fine-tune (configs/tiny.yaml), evaluate, and write OUT/report.md."""
     from dlmtune.demo import resolve_config, run_demo
 
     train = {"max_steps": max_steps, "data.synthetic_size": train_per_task}
     config = resolve_config(objectives, seeds, quick, base=str(base) if base else None, test_per_task=test_per_task,
-                            train_overrides=tuple((k, v) for k, v in train.items() if v is not None))
+                            trust_remote_code=trust_remote_code or None, train_overrides=tuple((k, v) for k, v in train.items() if v is not None))
     report = run_demo(config, out)
     typer.echo(report["table"])
     typer.echo(f"report: {out / 'report.md'}")

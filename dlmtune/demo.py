@@ -62,6 +62,7 @@ class DemoConfig:
     entropy_examples: int = 64  # examples measured for the base model's entropy picture
     workers: int | None = None  # processes running runs side by side; None = min(2, CPU cores)
     base: str | None = None  # a pretrained base folder; None = the train config's model
+    trust_remote_code: bool = False  # run the base's own modeling code (its auto_map); never implied
     train_config: str = str(embedded_config("tiny"))
     train_overrides: tuple[tuple[str, Any], ...] = ()
 
@@ -98,7 +99,8 @@ def run_train_config(config: DemoConfig, objective: str, seed: int, output_dir: 
     """The training config of one demo run: exactly what `dlmtune train TRAIN_CONFIG [overrides] --objective
     OBJECTIVE --seed SEED --output_dir OUTPUT_DIR` runs (checkpoints and progress bars off: they change
     no parameter)."""
-    overrides = [*((("model", config.base),) if config.base else ()), *config.train_overrides,
+    overrides = [*((("model", config.base),) if config.base else ()),
+                 *((("model.trust_remote_code", True),) if config.trust_remote_code else ()), *config.train_overrides,
                  ("objective", objective), ("seed", seed), ("output_dir", str(output_dir)),
                  ("save_strategy", "no"), ("disable_tqdm", True)]
     return load_config(config.train_config, overrides)
@@ -263,12 +265,12 @@ def execute_run(config: DemoConfig, train: list[dict[str, str]], test: dict[str,
     record: dict[str, Any] = {"name": name, "objective": objective, "seed": seed,
                               "settings": run_settings(config, objective)}
     if seed is None:
-        model, tokenizer, spec = load_model(str(base_folder(config)))
+        model, tokenizer, spec = load_model(str(base_folder(config)), trust_remote_code=config.trust_remote_code)
         picture_for_examples(model, tokenizer, spec, train, out / "entropy.png", title="base model",
                              limit=config.entropy_examples)
     else:
         record |= finetune(config, objective, seed, work / "train", on_step=lambda: tell(name, units["step"]))
-        model, tokenizer, spec = load_model(str(work / "train"))
+        model, tokenizer, spec = load_model(str(work / "train"), trust_remote_code=config.trust_remote_code)
     record["accuracy"], record["eval_seconds"] = evaluate_run(
         model, tokenizer, spec, test, config, work / "eval", progress,
         on_items=lambda task, n: tell(name, units[task] * n))

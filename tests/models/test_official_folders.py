@@ -123,3 +123,18 @@ def test_unknown_family_runs_its_code_only_with_the_flag(remote_code_folder, tmp
     assert not (tmp_path / "a" / "results.json").exists()
     _invoke("eval", "--model", remote_code_folder, "--out", tmp_path / "b", *GENERATION, "--trust-remote-code")
     assert (tmp_path / "b" / "results.json").exists()
+
+
+def test_demo_runs_a_base_folders_code_only_with_the_flag(remote_code_folder, tmp_path):
+    """`dlmtune demo --base DIR` loads DIR like every other command: its auto_map is refused, naming the flag,
+    and the flag reaches the fine-tuning runs' config."""
+    from dlmtune.demo import resolve_config, run_demo, run_train_config
+
+    refused = resolve_config("sft", None, True, base=str(remote_code_folder), workers=1)
+    with pytest.raises(ValueError, match="--trust-remote-code"):
+        run_demo(refused, tmp_path / "d", progress=False)
+    assert not (tmp_path / "d" / "report.md").exists() and not remote_code_ran(remote_code_folder)
+    trusted = resolve_config("sft", None, True, base=str(remote_code_folder), trust_remote_code=True)
+    assert run_train_config(trusted, "sft", 0, tmp_path / "t").model.trust_remote_code is True
+    untrusted = resolve_config("sft", None, True, base=str(remote_code_folder))
+    assert run_train_config(untrusted, "sft", 0, tmp_path / "u").model.trust_remote_code is False

@@ -17,7 +17,7 @@ from dlmtune.tasks import get_task
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
-@pytest.mark.parametrize("name", ["tiny-rl.yaml", "llada-8b-instruct-sudoku-rl.yaml"])
+@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*-rl.yaml")))
 def test_shipped_configs_load_and_open_with_their_command(name):
     path = CONFIGS / name
     assert "dlmtune rl configs/" + name in path.read_text().splitlines()[0]

@@ -11,7 +11,7 @@ from dlmtune.config import ConfigError, parse_overrides
 from dlmtune.train import load_config, training_arguments
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-TRAIN_CONFIGS = sorted(CONFIGS.glob("*.yaml"))
+TRAIN_CONFIGS = sorted(p for p in CONFIGS.glob("*.yaml") if not p.stem.endswith("-rl"))  # *-rl: tests/rl
 ACCELERATE_CONFIGS = sorted((CONFIGS / "accelerate").glob("*.yaml"))
 
 

@@ -40,6 +40,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from dlmtune.config import flatten
 from dlmtune.io import append_jsonl, drop_torn_tail, write_json_atomic, write_text_atomic
 from dlmtune.models.spec import DLMSpec
 from dlmtune.sampling import check_schedule, decode_completions, generate
@@ -105,14 +106,6 @@ def _run_config(settings: GenerationSettings, system_prompt: str | None, shots: 
     return json.loads(json.dumps(config, default=str))
 
 
-def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            flat |= _flatten(value, f"{prefix}{key}.")
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def _check_run_config(folder: Path, stem: str, config: dict[str, Any], record: bool) -> None:
@@ -122,7 +115,7 @@ def _check_run_config(folder: Path, stem: str, config: dict[str, Any], record: b
     if path.exists():
         previous = json.loads(path.read_text())
         if previous != config:
-            then, now = _flatten(previous), _flatten(config)
+            then, now = flatten(previous), flatten(config)
             changed = sorted(k for k in set(then) | set(now) if then.get(k) != now.get(k))
             differences = "; ".join(f"{k}: {then.get(k)!r} then, {now.get(k)!r} now" for k in changed)
             raise ValueError(

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dlmtune.config import ConfigError
+from dlmtune.config import ConfigError, flatten
 
 LOCK_FILE = ".dlmtune.lock"
 CONFIG_FILE = "dlmtune_train.yaml"
@@ -117,20 +117,12 @@ def run_files(output_dir: Path) -> list[str]:
 
 def config_differences(before: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
     """`key: old -> new` for every result-changing key whose resolved value differs (see HARMLESS_KEYS)."""
-    flat_before, flat_now = _flatten(before), _flatten(now)
+    flat_before, flat_now = flatten(before), flatten(now)
     changed = sorted(k for k in flat_before.keys() | flat_now.keys()
                      if k.split(".")[-1] not in HARMLESS_KEYS and flat_before.get(k) != flat_now.get(k))
     return [f"{k}: {flat_before.get(k)!r} -> {flat_now.get(k)!r}" for k in changed]
 
 
-def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        if isinstance(value, Mapping):
-            flat |= _flatten(value, f"{prefix}{key}.")
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 @dataclass

@@ -192,17 +192,13 @@ def rl_command(
 
     from accelerate import PartialState
 
-    from dlmtune.config import ConfigError, parse_overrides
+    from dlmtune.config import parse_overrides
     from dlmtune.rl.config import load_rl_config
     from dlmtune.rl.run import run_rl
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        rl_config = load_rl_config(config, parse_overrides(ctx.args))
-        summary = run_rl(rl_config)
-    except (ConfigError, FileNotFoundError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from None
+    rl_config = load_rl_config(config, parse_overrides(ctx.args))
+    summary = run_rl(rl_config)
     if PartialState().is_main_process:
         typer.echo(f"done: {summary['global_step']} steps, {summary['seconds_per_step'] or 0:.2f} s/step "
                    f"(rollout share {summary.get('rollout_share') or 0:.0%}); saved to {rl_config.training['output_dir']}")

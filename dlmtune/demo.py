@@ -163,29 +163,28 @@ def finetune(config: DemoConfig, objective: str, seed: int, folder: Path, on_ste
 
 
 def evaluate_run(model, tokenizer, spec, test: dict[str, list[dict]], config: DemoConfig, folder: Path,
-                 progress: bool, on_items: Callable[[str, int], None] | None = None,
-                 ) -> tuple[dict[str, float], float]:
-    """Accuracy per task (sum correct / sum total over the items; one sampler seed, greedy decoding being
-    deterministic) and the seconds it took. Items go to `evaluate_model` one sampler batch at a time, each
-    into its own folder, so `on_items(task, n)` can report progress."""
-    from dlmtune.evaluate import evaluate_model
+                 progress: bool, on_items: Callable[[str, int], None] | None = None) -> dict[str, Any]:
+    """{"accuracy": per task (sum correct / sum total over the items; one sampler seed, greedy decoding
+    being deterministic), "item_scores": per task, each item's (correct, total) in test order (the report's
+    item noise), "eval_seconds"}. Items go to `evaluate_model` one sampler batch at a time, each into its own
+    folder, so `on_items(task, n)` can report progress."""
+    from dlmtune.evaluate import evaluate_model, item_scores
 
     start = time.perf_counter()
-    accuracy = {}
+    accuracy, scores = {}, {}
     for task, items in test.items():
-        correct = total = 0.0
+        scores[task] = []
         size = config.eval_batch_size
         for part, first in enumerate(range(0, len(items), size)):
             chunk = items[first : first + size]
-            results = evaluate_model(model, tokenizer, spec, {task: chunk}, out_dir=folder / f"{task}-part{part}",
-                                     seeds=[42], system_prompt="", generation=generation_settings(config, task),
-                                     progress=progress)
-            scored = results[task]["per_seed"]["42"]
-            correct, total = correct + scored["correct"], total + scored["total"]
+            evaluate_model(model, tokenizer, spec, {task: chunk}, out_dir=folder / f"{task}-part{part}", seeds=[42],
+                           system_prompt="", generation=generation_settings(config, task), progress=progress)
+            scores[task] += item_scores(folder / f"{task}-part{part}", task, 42, len(chunk))
             if on_items is not None:
                 on_items(task, len(chunk))
-        accuracy[task] = correct / total if total else float("nan")
-    return accuracy, time.perf_counter() - start
+        total = sum(t for _, t in scores[task])
+        accuracy[task] = sum(c for c, _ in scores[task]) / total if total else float("nan")
+    return {"accuracy": accuracy, "item_scores": scores, "eval_seconds": time.perf_counter() - start}
 
 
 def run_name(objective: str, seed: int | None) -> str:
@@ -271,9 +270,8 @@ def execute_run(config: DemoConfig, train: list[dict[str, str]], test: dict[str,
     else:
         record |= finetune(config, objective, seed, work / "train", on_step=lambda: tell(name, units["step"]))
         model, tokenizer, spec = load_model(str(work / "train"), trust_remote_code=config.trust_remote_code)
-    record["accuracy"], record["eval_seconds"] = evaluate_run(
-        model, tokenizer, spec, test, config, work / "eval", progress,
-        on_items=lambda task, n: tell(name, units[task] * n))
+    record |= evaluate_run(model, tokenizer, spec, test, config, work / "eval", progress,
+                           on_items=lambda task, n: tell(name, units[task] * n))
     write_json_atomic(out / "runs" / f"{name}.json", record)
     return name
 
@@ -364,7 +362,7 @@ def run_demo(config: DemoConfig, out: str | Path, progress: bool = True) -> dict
         "## The base model's entropy (WeFT's first pass)", "",
         "Each answer token's entropy with the whole answer masked: the importance WeFT starts from "
         "(beta = sqrt(H)).", "", "![entropy](entropy.png)", ""]
-    return write_report(out, list(test), chance, settings, {task: len(items) for task, items in test.items()}, sections)
+    return write_report(out, list(test), chance, settings, sections)
 
 
 def resolve_config(objectives: str, seeds: int | None, quick: bool, train_overrides: tuple[tuple[str, Any], ...] = (),

@@ -97,6 +97,15 @@ def _read_done(folder: Path, stem: str) -> dict[int, dict]:
     return done
 
 
+def item_scores(out_dir: str | Path, task_name: str, seed: int, n_items: int) -> list[tuple[float, float]]:
+    """(correct, total) of each of the first `n_items` items in index order, as scored in OUT/completions."""
+    records = _read_done(Path(out_dir) / "completions", f"{task_name}-seed{seed}")
+    missing = [i for i in range(n_items) if i not in records]
+    if missing:
+        raise ValueError(f"{out_dir}: items {missing[:5]} of {task_name} (seed {seed}) were not evaluated")
+    return [(float(records[i]["correct"]), float(records[i]["total"])) for i in range(n_items)]
+
+
 def _run_config(settings: GenerationSettings, system_prompt: str | None, shots: Sequence[dict],
                 identity: dict | None) -> dict[str, Any]:
     """What decides a task's completions (not the batch size, which only groups items), JSON-normalised."""

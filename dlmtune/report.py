@@ -21,7 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from dlmtune.io import write_bytes_atomic, write_json_atomic, write_text_atomic  # noqa: E402
-from dlmtune.stats import mean_interval, paired_difference  # noqa: E402
+from dlmtune.stats import mean_interval, paired_difference, ratio_mean_se  # noqa: E402
 
 
 def load_runs(folder: str | Path) -> list[dict[str, Any]]:
@@ -124,25 +124,43 @@ def difference_table(differences: dict[str, Any], tasks: Sequence[str], baseline
     return "\n".join(lines) + "\n"
 
 
-def noise(runs: list[dict[str, Any]], summary: dict[str, Any], tasks: Sequence[str],
-          items: dict[str, int]) -> dict[str, Any]:
-    """Per task: item noise, the binomial standard error sqrt(p (1 - p) / n) of one run's accuracy from its
-    n test items (p = the fine-tuned runs' mean accuracy), beside seed noise, each objective's sd over seeds."""
-    result = {}
-    for task in tasks:
-        tuned = [r["accuracy"][task] for r in runs if r.get("seed") is not None]
-        p = sum(tuned) / len(tuned) if tuned else 0.0
-        result[task] = {"items": items[task], "item_se": math.sqrt(p * (1 - p) / items[task]),
-                        "seed_sd": {name: row["accuracy"][task]["sd"] for name, row in summary.items() if name != "base"}}
+def paired_noise(runs: list[dict[str, Any]], tasks: Sequence[str], differences: dict[str, Any],
+                 baseline: str = "sft") -> dict[str, Any]:
+    """Per compared objective and task, the two noises of its mean paired difference: item noise, the
+    standard error over test items of the per-item difference averaged over the paired seeds (cell-weighted
+    for Sudoku: `dlmtune.stats.ratio_mean_se`), i.e. how far another test set of the same size would move it;
+    and seed noise, sd over seeds / sqrt(seeds), how far other training seeds would move it. Needs the run
+    files' `item_scores`; a pair without them is left out."""
+    by_objective: dict[str, dict[int, dict[str, Any]]] = {}
+    for run in runs:
+        if run.get("seed") is not None and run.get("item_scores"):
+            by_objective.setdefault(run["objective"], {})[run["seed"]] = run
+    reference = by_objective.get(baseline, {})
+    result: dict[str, Any] = {}
+    for name, per_task in differences.items():
+        common = sorted(set(by_objective.get(name, {})) & set(reference))
+        if not common:
+            continue
+        result[name] = {}
+        for task in tasks:
+            pairs = [(by_objective[name][s]["item_scores"][task], reference[s]["item_scores"][task]) for s in common]
+            gains = [sum(ours[i][0] - theirs[i][0] for ours, theirs in pairs) / len(pairs)
+                     for i in range(len(pairs[0][1]))]
+            _, item_se = ratio_mean_se(gains, [total for _, total in pairs[0][1]])
+            sd = per_task[task]["sd"]
+            result[name][task] = {"items": len(gains), "seeds": len(common), "item_se": item_se,
+                                  "seed_se": None if sd is None else sd / math.sqrt(len(common))}
     return result
 
 
-def noise_lines(noise_by_task: dict[str, Any]) -> list[str]:
-    lines = ["| task | test items | item noise (binomial s.e. of one run) | seed noise (sd over seeds) |",
-             "|---|---|---|---|"]
-    for task, n in noise_by_task.items():
-        seeds = ", ".join(f"{name} {'-' if sd is None else f'{100 * sd:.1f}'}" for name, sd in n["seed_sd"].items())
-        lines.append(f"| {task} | {n['items']} | {100 * n['item_se']:.1f} | {seeds} |")
+def noise_lines(noise: dict[str, Any], baseline: str = "sft") -> list[str]:
+    lines = ["| comparison | task | test items | seeds | item noise (s.e.) | seed noise (s.e.) |",
+             "|---|---|---|---|---|---|"]
+    for name, per_task in noise.items():
+        for task, n in per_task.items():
+            seed_se = "-" if n["seed_se"] is None else f"{100 * n['seed_se']:.1f}"
+            lines.append(f"| {name} - {baseline} | {task} | {n['items']} | {n['seeds']} | {100 * n['item_se']:.1f} | "
+                         f"{seed_se} |")
     return lines
 
 
@@ -202,14 +220,13 @@ def training_time_ratios(summary: dict[str, Any]) -> dict[str, float]:
 
 
 def write_report(out_dir: str | Path, tasks: Sequence[str], chance: dict[str, float], settings: dict[str, Any],
-                 items: dict[str, int], extra_sections: Sequence[str] = ()) -> dict[str, Any]:
-    """Build report.md, report.png and report.json in `out_dir` from the files in `out_dir/runs`; `items`
-    is each task's number of test items."""
+                 extra_sections: Sequence[str] = ()) -> dict[str, Any]:
+    """Build report.md, report.png and report.json in `out_dir` from the files in `out_dir/runs`."""
     out_dir = Path(out_dir)
     runs = load_runs(out_dir / "runs")
     summary = summarize(runs, tasks)
     differences = paired_differences(runs, tasks)
-    noise_by_task = noise(runs, summary, tasks, items)
+    noise = paired_noise(runs, tasks, differences)
     plot_report(runs, summary, chance, tasks, out_dir / "report.png")
     time_over_sft = training_time_ratios(summary)
     ratio = time_over_sft.get("weft")
@@ -232,10 +249,11 @@ def write_report(out_dir: str | Path, tasks: Sequence[str], chance: dict[str, fl
         "data order and initial weights), then the mean and 95% t-interval over seeds; the verdict is the "
         "interval's.", "",
         difference_table(differences, tasks) if differences else "No objective shares a seed with sft.\n",
-        "Item noise is how much one run's accuracy would move with another test set of the same size; seed noise "
-        "is how much it moves between training seeds on this test set. Sudoku is scored per cell, so its "
-        "binomial s.e. over puzzles is an upper bound.", "",
-        *noise_lines(noise_by_task), "",
+        "Two noises of each mean difference, in points: item noise is how far another test set of the same "
+        "size would move it (standard error over the test items of their difference averaged over the seeds; "
+        "Sudoku's weighted by empty cells), seed noise how far other training seeds would move it (sd over seeds "
+        "/ sqrt(seeds); the t-interval above is built from it, on this test set).", "",
+        *noise_lines(noise), "",
         "## What this run shows", "", *[f"- {line}" for line in verdicts(summary, chance, tasks)],
         *[f"- {name} - sft on {task}: {100 * d['mean']:+.1f} points, {difference_verdict(d)}."
           for name, per_task in differences.items() for task, d in per_task.items()], "",
@@ -247,6 +265,6 @@ def write_report(out_dir: str | Path, tasks: Sequence[str], chance: dict[str, fl
     write_text_atomic(out_dir / "report.md", "\n".join(sections))
     payload = {"tasks": list(tasks), "chance": chance, "summary": summary, "weft_over_sft_time": ratio,
                "time_over_sft": time_over_sft, "paired_difference": differences.get("weft", {}),
-               "paired_differences_vs_sft": differences, "noise": noise_by_task}
+               "paired_differences_vs_sft": differences, "noise": noise}
     write_json_atomic(out_dir / "report.json", payload)
     return payload | {"table": table}

@@ -37,3 +37,18 @@ def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float 
     if len(a) != len(b):
         raise ValueError(f"paired values need equal lengths, got {len(a)} and {len(b)}")
     return mean_interval([x - y for x, y in zip(a, b, strict=True)], confidence)
+
+
+def ratio_mean_se(numerators: Sequence[float], denominators: Sequence[float]) -> tuple[float, float]:
+    """(sum x / sum w, its standard error) with items as the unit, by linearisation (the delta method):
+    how much a ratio such as cell-level accuracy (x correct cells of w in each puzzle) would move with
+    another sample of as many items. With every w = 1 it is the ordinary mean and sd / sqrt(n)."""
+    x, w = [float(v) for v in numerators], [float(v) for v in denominators]
+    if len(x) != len(w) or len(x) < 2:
+        raise ValueError(f"ratio_mean_se needs two or more (numerator, denominator) pairs, got {len(x)} and {len(w)}")
+    total = math.fsum(w)
+    if total <= 0:
+        raise ValueError("ratio_mean_se: the denominators must sum to a positive number")
+    mean = math.fsum(x) / total
+    spread = math.fsum((xi - mean * wi) ** 2 for xi, wi in zip(x, w, strict=True)) / (len(x) - 1)
+    return mean, math.sqrt(spread * len(x)) / total

@@ -62,7 +62,8 @@ def test_report_table_is_recomputed_from_the_run_files(demo_out):
 
 
 def test_run_files_hold_the_accuracy_of_their_completions(demo_out):
-    """Each run's accuracy is sum(correct) / sum(total) over its scored completions."""
+    """Each run's accuracy is sum(correct) / sum(total) over its scored completions, which its item_scores
+    list in test order (the report's item noise)."""
     out, _, _ = demo_out
     for run_file in (out / "runs").glob("*.json"):
         run = json.loads(run_file.read_text())
@@ -71,6 +72,8 @@ def test_run_files_hold_the_accuracy_of_their_completions(demo_out):
                 f"{task}-part*/completions/{task}-seed*.jsonl") for line in path.read_text().splitlines()]
             assert len(records) == 3
             assert accuracy == pytest.approx(sum(r["correct"] for r in records) / sum(r["total"] for r in records))
+            scores = run["item_scores"][task]
+            assert sorted(map(tuple, scores)) == sorted((r["correct"], r["total"]) for r in records)
         if run["seed"] is not None:
             assert run["train_config"]["max_steps"] == 3 and run["loss_curve"][-1][0] == 3
             assert run["train_config"]["seed"] == run["seed"] and run["train_config"]["objective"]["name"] == run["objective"]

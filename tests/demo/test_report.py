@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import statistics
 
 import pytest
 
@@ -27,7 +26,7 @@ def test_report_table_comes_from_the_run_files(tmp_path):
         runs.append({"name": f"weft-seed{seed}", "objective": "weft", "seed": seed, "accuracy": {"sudoku": weft},
                      "train_seconds": 13.0, "loss_curve": curve})
     _write_runs(tmp_path, runs)
-    report = write_report(tmp_path, ["sudoku"], {"sudoku": 0.25}, {"note": "test"}, {"sudoku": 100})
+    report = write_report(tmp_path, ["sudoku"], {"sudoku": 0.25}, {"note": "test"})
     half = 4.303 * 0.1 / math.sqrt(3)
     assert f"| sft | 3 | 60.0 [{100 * (0.6 - half):.1f}, {100 * (0.6 + half):.1f}] | 10.0 |" in report["table"]
     assert "| base | - | 20.0 | - |" in report["table"]
@@ -39,26 +38,29 @@ def test_report_table_comes_from_the_run_files(tmp_path):
 
 
 def test_paired_difference_and_noise_by_hand(tmp_path):
-    """weft - sft per seed: +0.10, +0.12, +0.11 -> mean 0.11, sd 0.01, half-width t_{0.975}(2) * 0.01 / sqrt(3)."""
+    """weft - sft per seed: +0.10, +0.12, +0.11 -> mean 0.11, sd 0.01, half-width t_{0.975}(2) * 0.01 / sqrt(3).
+    Item noise from three items of 2 + 2 + 4 cells, scored identically in every seed: weft gains 1, 0 and 2
+    cells -> mean 3/8; residuals 1 - 2 * 3/8, 0 - 2 * 3/8, 2 - 4 * 3/8 -> s.e. sqrt(sum r^2 / 2 * 3) / 8."""
     runs = [{"name": "base", "objective": "base", "seed": None, "accuracy": {"t": 0.2}}]
+    items = {"sft": [[0, 2], [1, 2], [1, 4]], "weft": [[1, 2], [1, 2], [3, 4]]}
     for seed, (sft, weft) in enumerate([(0.5, 0.6), (0.4, 0.52), (0.6, 0.71)]):
         for objective, accuracy in (("sft", sft), ("weft", weft)):
             runs.append({"name": f"{objective}-seed{seed}", "objective": objective, "seed": seed,
-                         "accuracy": {"t": accuracy}, "train_seconds": 1.0, "loss_curve": [[1, 1.0]]})
+                         "accuracy": {"t": accuracy}, "train_seconds": 1.0, "loss_curve": [[1, 1.0]],
+                         "item_scores": {"t": items[objective]}})
     _write_runs(tmp_path, runs)
-    report = write_report(tmp_path, ["t"], {"t": 0.25}, {}, {"t": 64})
+    report = write_report(tmp_path, ["t"], {"t": 0.25}, {})
     half = 4.302653 * 0.01 / math.sqrt(3)
     diff = json.loads((tmp_path / "report.json").read_text())["paired_difference"]["t"]
     assert diff["mean"] == pytest.approx(0.11) and diff["n"] == 3
     assert diff["low"] == pytest.approx(0.11 - half) and diff["high"] == pytest.approx(0.11 + half)
     markdown = (tmp_path / "report.md").read_text()
     assert f"| weft - sft | t | 3 | +11.0 | [{100 * (0.11 - half):+.1f}, {100 * (0.11 + half):+.1f}] | {100 * half:.1f} | better" in markdown
-    p = (0.5 + 0.4 + 0.6 + 0.6 + 0.52 + 0.71) / 6  # the fine-tuned runs' mean accuracy
-    noise = report["noise"]["t"]
-    assert noise["item_se"] == pytest.approx(math.sqrt(p * (1 - p) / 64))
-    weft_sd = statistics.stdev([0.6, 0.52, 0.71])
-    assert noise["seed_sd"]["sft"] == pytest.approx(0.1) and noise["seed_sd"]["weft"] == pytest.approx(weft_sd)
-    assert f"| t | 64 | {100 * noise['item_se']:.1f} | sft 10.0, weft {100 * weft_sd:.1f} |" in markdown
+    residuals = [1 - 2 * 3 / 8, 0 - 2 * 3 / 8, 2 - 4 * 3 / 8]
+    noise = report["noise"]["weft"]["t"]
+    assert noise["item_se"] == pytest.approx(math.sqrt(sum(r * r for r in residuals) / 2 * 3) / 8)
+    assert noise["seed_se"] == pytest.approx(0.01 / math.sqrt(3)) and noise["items"] == 3 and noise["seeds"] == 3
+    assert f"| weft - sft | t | 3 | 3 | {100 * noise['item_se']:.1f} | {100 * noise['seed_se']:.1f} |" in markdown
 
 
 def test_verdicts_from_the_paired_interval():

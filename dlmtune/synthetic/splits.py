@@ -7,6 +7,8 @@ next, train the rest, so test and val stay the same when only the train size cha
 
 from __future__ import annotations
 
+import copy
+import functools
 from collections.abc import Callable
 
 from dlmtune.synthetic.countdown import generate_problems
@@ -25,6 +27,13 @@ def make_splits(task: str, n_train: int, n_val: int, n_test: int, seed: int) -> 
     """{"train", "val", "test"} item lists of the given sizes, pairwise disjoint."""
     if task not in GENERATORS:
         raise ValueError(f"no generator for task {task!r}; generated tasks: {', '.join(GENERATORS)}")
-    items = GENERATORS[task](n_test + n_val + n_train, seed)
+    items = copy.deepcopy(list(_generated(task, n_test + n_val + n_train, seed)))
     return {"test": items[:n_test], "val": items[n_test : n_test + n_val], "train": items[n_test + n_val :]}
 
+
+
+@functools.lru_cache(maxsize=8)
+def _generated(task: str, count: int, seed: int) -> tuple[dict, ...]:
+    """The generators are deterministic and slow (Sudoku's checks every puzzle's solution is unique): a
+    process training or evaluating several runs on the same data generates it once."""
+    return tuple(GENERATORS[task](count, seed))

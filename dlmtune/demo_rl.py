@@ -61,7 +61,7 @@ def _plan(config, out: Path) -> list[tuple[str, int]]:
 
 def execute_rl_run(config, rl: RLDemo, test: dict[str, list[dict]], objective: str, seed: int, out: Path) -> str:
     """RL on the fine-tuned run `objective`-seed`seed`, then its held-out Sudoku accuracy; writes the run file."""
-    from dlmtune.demo import evaluate_run, run_name
+    from dlmtune.demo import evaluate_run, reference_config, run_name
     from dlmtune.models.loading import load_model
     from dlmtune.rl.stage import run_rl_stage
 
@@ -75,7 +75,9 @@ def execute_rl_run(config, rl: RLDemo, test: dict[str, list[dict]], objective: s
     work = out / "work" / name
     shutil.rmtree(work, ignore_errors=True)
     began = time.perf_counter()
-    result = run_rl_stage(start_dir, {**dict(rl.settings), "seed": seed}, work / "model", quick=rl.quick)
+    data_seed = reference_config(config).data.synthetic_seed  # RL prompts: the train split of the demo's data
+    result = run_rl_stage(start_dir, {**dict(rl.settings), "seed": seed, "data.seed": data_seed}, work / "model",
+                          quick=rl.quick)
     rl_seconds = time.perf_counter() - began
     model, tokenizer, spec = load_model(result["output_dir"])
     accuracy, eval_seconds = evaluate_run(model, tokenizer, spec, {RL_TASK: test[RL_TASK]}, config, work / "eval",

@@ -124,8 +124,9 @@ def load_rl_runs(out: str | Path) -> list[dict[str, Any]]:
     return [json.loads(path.read_text()) for path in sorted((Path(out) / "runs" / "rl").glob("*.json"))]
 
 
-def plot_reward_curves(runs: list[dict[str, Any]], path: str | Path) -> None:
-    """The papers' Figure 3: mean training reward per RL step over seeds, with the 95% t-band, per cold start."""
+def plot_reward_curves(runs: list[dict[str, Any]], num_iterations: int, path: str | Path) -> None:
+    """The papers' Figure 3: mean reward of each rollout over seeds, with the 95% t-band, per cold start (the
+    curves hold one value per optimizer step, the same for the `num_iterations` steps of one rollout)."""
     import matplotlib.pyplot as plt
 
     from dlmtune.report import save_figure
@@ -133,14 +134,14 @@ def plot_reward_curves(runs: list[dict[str, Any]], path: str | Path) -> None:
     fig, axis = plt.subplots(figsize=(6.5, 4))
     for objective in sorted({r["objective"] for r in runs}):
         curves = [r["reward_curve"] for r in runs if r["objective"] == objective]
-        steps = range(1, min(len(c) for c in curves) + 1)
+        steps = range(1, min(len(c) for c in curves) + 1, num_iterations)  # the rollout steps
         stats = [mean_interval([100 * c[i - 1] for c in curves]) for i in steps]
         axis.plot(steps, [s["mean"] for s in stats], marker="o", label=f"{objective} start ({len(curves)} seeds)")
         if len(curves) > 1:
             axis.fill_between(steps, [s["low"] for s in stats], [s["high"] for s in stats], alpha=0.2)
-    axis.set_xlabel("RL step (optimizer step)")
-    axis.set_ylabel("mean reward of the rollouts (% of empty cells right)")
-    axis.set_title("diffu-GRPO on Sudoku after the cold start (mean, 95% band over seeds)")
+    axis.set_xlabel("optimizer step of the rollout")
+    axis.set_ylabel("rollout reward (% of empty cells right)")
+    axis.set_title("RL on Sudoku after each cold start\n(mean and 95% band over seeds)")
     axis.legend(fontsize=8)
     save_figure(fig, path)
 
@@ -179,11 +180,12 @@ def rl_report_section(rl: RLDemo, out: str | Path) -> list[str]:
     runs = load_rl_runs(out)
     if not runs:
         return ["## After RL", "", "No RL runs (no fine-tuned run to start from).", ""]
-    plot_reward_curves(runs, out / "rl_reward.png")
     o = rl.overrides()
+    plot_reward_curves(runs, o["rl.num_iterations"], out / "rl_reward.png")
     rollouts = -(-o["max_steps"] // o["rl.num_iterations"])
     prompts = o["per_device_train_batch_size"] // o["rl.num_generations"]
     seconds = [r["rl_seconds"] for r in runs]
+    total = sum(r["rl_seconds"] + r["eval_seconds"] for r in runs)
     shares = [r["rl_summary"]["rollout_share"] for r in runs if r["rl_summary"].get("rollout_share")]
     share = f"{100 * sum(shares) / len(shares):.0f}%" if shares else "most"
     lines = ["## After RL (diffu-GRPO on Sudoku from each cold start)", "",
@@ -192,9 +194,9 @@ def rl_report_section(rl: RLDemo, out: str | Path) -> list[str]:
              f"({o['rl.max_completion_length']} tokens, {o['rl.diffusion_steps']} diffusion steps), "
              f"{o['rl.num_iterations']} inner updates per rollout, learning rate {o['learning_rate']}, the RL seed "
              f"being the fine-tuning seed (so sft and weft of one seed are paired). Sizes: rollouts took {share} of "
-             f"an RL run's time here; these sizes keep one run at {min(seconds):.0f}-{max(seconds):.0f} s here, "
-             "so all runs plus their evaluation fit the demo's budget (20 minutes on 2 cores with the "
-             "fine-tuning; 3 with --quick). That is far less RL than the papers ran, so this shows the "
+             f"an RL run's time, and one run took {min(seconds):.0f}-{max(seconds):.0f} s (RL and evaluation summed over "
+             f"the run files: {total:.0f} s); the sizes are chosen so that all runs fit the demo's budget of 20 "
+             "minutes on 2 cores with the fine-tuning (3 with --quick). That is far less RL than the papers ran, so this shows the "
              "pipeline end to end on a toy scale rather than testing the papers' claim.", "",
              "![reward curves](rl_reward.png)", "",
              "| start | seeds | Sudoku before RL | Sudoku after RL | RL s (mean) |", "|---|---|---|---|---|"]
@@ -206,6 +208,6 @@ def rl_report_section(rl: RLDemo, out: str | Path) -> list[str]:
     lines += ["", "Held-out Sudoku cell accuracy in %, mean [95% t-interval] over seeds, the demo's evaluation.", ""]
     after, before = _paired(runs, "accuracy_after"), _paired(runs, "accuracy_before")
     if after is not None:
-        lines += [f"Paired weft - sft after RL: {_fmt(after, signed=True)} points over {after['n']} seeds.", "",
+        lines += [f"Paired weft - sft after RL: {_fmt(after, signed=True)} points over {after['n']} seed(s).", "",
                   persistence_sentence(after, before), ""]
     return lines

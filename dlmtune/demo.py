@@ -350,7 +350,7 @@ def run_demo(config: DemoConfig, out: str | Path, progress: bool = True, rl=None
     if rl is not None:
         from dlmtune.demo_rl import rl_report_section, run_rl_runs
 
-        run_rl_runs(config, rl, out, test, demo_workers(config))
+        run_rl_runs(config, rl, out, test, demo_workers(config), progress)
     runs = [json.loads((runs_dir / f"{n}.json").read_text()) for n in sorted(names)]
     run_seconds = sum((r.get("train_seconds") or 0) + r["eval_seconds"] for r in runs)
     settings = asdict(config) | {

@@ -19,12 +19,13 @@ import json
 import multiprocessing
 import shutil
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from dlmtune.io import write_json_atomic
 from dlmtune.stats import mean_interval, paired_difference
@@ -94,8 +95,9 @@ def _worker_init() -> None:
     torch.set_num_threads(1)
 
 
-def run_rl_runs(config, rl: RLDemo, out: str | Path, test: dict[str, list[dict]], workers: int) -> None:
-    """Run (or resume) RL for every fine-tuned run of the demo in `out`."""
+def run_rl_runs(config, rl: RLDemo, out: str | Path, test: dict[str, list[dict]], workers: int,
+                progress: bool = True) -> None:
+    """Run (or resume) RL for every fine-tuned run of the demo in `out`, with a progress bar over runs."""
     out = Path(out)
     folder = out / "runs" / "rl"
     plan = _plan(config, out)
@@ -110,14 +112,19 @@ def run_rl_runs(config, rl: RLDemo, out: str | Path, test: dict[str, list[dict]]
         if not (path.exists() and json.loads(path.read_text()).get("settings") == _settings(rl, start)):
             todo.append((objective, seed))
     workers = min(workers, len(todo))
+    bar = tqdm(total=len(todo), desc=f"demo --rl: {len(todo)} RL runs on {max(workers, 1)} worker(s)", unit="run",
+               disable=not progress or not todo)
     if workers <= 1:
         for objective, seed in todo:
             execute_rl_run(config, rl, test, objective, seed, out)
-        return
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init) as pool:
-        for future in [pool.submit(execute_rl_run, config, rl, test, o, s, out) for o, s in todo]:
-            future.result()  # re-raises a worker's error
+            bar.update()
+    else:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init) as pool:
+            for future in as_completed([pool.submit(execute_rl_run, config, rl, test, o, s, out) for o, s in todo]):
+                future.result()  # re-raises a worker's error
+                bar.update()
+    bar.close()
 
 
 def load_rl_runs(out: str | Path) -> list[dict[str, Any]]:

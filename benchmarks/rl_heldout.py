@@ -3,7 +3,7 @@
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/rl_heldout.py embedded:base-tiny /tmp/rl-bench
 
 Scores each model on 64 generated puzzles with 1-2 empty cells (seed 999; none of them among
-tiny-rl.yaml's 256 training prompts, checked) with the RL run's sampler settings (64 tokens, block 32,
+tiny-rl.yaml's training prompts, checked) with the RL run's sampler settings (64 tokens, block 32,
 32 steps) at temperature 0.9 with sampler seeds 42 and 43, and greedily; prints cell accuracy.
 """
 

@@ -269,14 +269,16 @@ def demo_command(
     test_per_task: int | None = typer.Option(None, "--items", hidden=True, help="Override test items per task."),
     train_per_task: int | None = typer.Option(None, "--train-items", hidden=True, help="Override SFT items per task."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help=TRUST_REMOTE_CODE_HELP),
+    rl: bool = typer.Option(False, "--rl", help="Then continue every fine-tuned run with RL on Sudoku and evaluate it."),
 ) -> None:
     """SFT vs WeFT on the embedded tiny dLLM: fine-tune (configs/tiny.yaml), evaluate, and write OUT/report.md."""
     from dlmtune.demo import resolve_config, run_demo
+    from dlmtune.demo_rl import RLDemo
 
     train = {"max_steps": max_steps, "data.synthetic_size": train_per_task}
     config = resolve_config(objectives, seeds, quick, base=str(base) if base else None, test_per_task=test_per_task,
                             trust_remote_code=trust_remote_code or None, train_overrides=tuple((k, v) for k, v in train.items() if v is not None))
-    report = run_demo(config, out)
+    report = run_demo(config, out, rl=RLDemo(quick=quick) if rl else None)
     typer.echo(report["table"])
     typer.echo(f"report: {out / 'report.md'}")
 

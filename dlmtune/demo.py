@@ -293,8 +293,9 @@ def demo_workers(config: DemoConfig) -> int:
     return max(1, config.workers or min(2, os.cpu_count() or 1))
 
 
-def run_demo(config: DemoConfig, out: str | Path, progress: bool = True) -> dict[str, Any]:
-    """Run (or resume) the experiment in `out` and write the report; returns the report payload."""
+def run_demo(config: DemoConfig, out: str | Path, progress: bool = True, rl=None) -> dict[str, Any]:
+    """Run (or resume) the experiment in `out` and write the report; returns the report payload. `rl` (a
+    `dlmtune.demo_rl.RLDemo`) continues every fine-tuned run with RL and adds the report's RL section."""
     from dlmtune.report import write_report
 
     start = time.perf_counter()
@@ -344,6 +345,10 @@ def run_demo(config: DemoConfig, out: str | Path, progress: bool = True) -> dict
             while not queue.empty():
                 queue.get()
     bar.close()
+    if rl is not None:
+        from dlmtune.demo_rl import rl_report_section, run_rl_runs
+
+        run_rl_runs(config, rl, out, test, demo_workers(config), progress)
     runs = [json.loads((runs_dir / f"{n}.json").read_text()) for n in sorted(names)]
     run_seconds = sum((r.get("train_seconds") or 0) + r["eval_seconds"] for r in runs)
     settings = asdict(config) | {
@@ -361,7 +366,8 @@ def run_demo(config: DemoConfig, out: str | Path, progress: bool = True) -> dict
         "(less when it resumed from existing run files)", "",
         "## The base model's entropy (WeFT's first pass)", "",
         "Each answer token's entropy with the whole answer masked: the importance WeFT starts from "
-        "(beta = sqrt(H)).", "", "![entropy](entropy.png)", ""]
+        "(beta = sqrt(H)).", "", "![entropy](entropy.png)", "",
+        *(rl_report_section(rl, out) if rl is not None else [])]
     return write_report(out, list(test), chance, settings, sections)
 
 

@@ -23,14 +23,14 @@ from dlmtune.train import embedded_config
 DEMO_RL: dict[str, Any] = {
     "data.task": "sudoku", "data.source": "generated", "data.size": 256,
     "data.system_prompt": "", "data.max_prompt_length": 64,
-    "rl.algorithm": "diffu-grpo", "rl.num_generations": 6, "rl.num_iterations": 2,
+    "rl.algorithm": "diffu-grpo", "rl.num_generations": 6, "rl.num_iterations": 4,
     "rl.max_completion_length": 64, "rl.block_length": 32, "rl.diffusion_steps": 32,
     "rl.generation_batch_size": 12,
-    "per_device_train_batch_size": 12, "gradient_accumulation_steps": 1, "max_steps": 8,
+    "per_device_train_batch_size": 12, "gradient_accumulation_steps": 1, "max_steps": 16,
     "learning_rate": 2e-4, "warmup_steps": 0, "lr_scheduler_type": "constant",
     "logging_steps": 1, "save_strategy": "no", "use_cpu": True, "report_to": "none", "disable_tqdm": True,
 }
-QUICK_RL: dict[str, Any] = {"max_steps": 4}
+QUICK_RL: dict[str, Any] = {"max_steps": 8}
 
 
 def rl_stage_overrides(quick: bool = False) -> dict[str, Any]:

@@ -1,0 +1,78 @@
+"""`dlmtune demo --rl` in miniature: every fine-tuned run continued with RL, its run file, the report's RL
+section recomputed from those files, and a re-run that resumes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dlmtune.demo import DemoConfig, run_demo
+from dlmtune.demo_rl import RLDemo, load_rl_runs, persistence_sentence
+from dlmtune.stats import mean_interval, paired_difference
+from dlmtune.train import embedded_config, load_config, run_training
+
+RL_SIZES = (("max_steps", 2), ("rl.num_iterations", 1), ("rl.max_completion_length", 32), ("rl.diffusion_steps", 16),
+            ("per_device_train_batch_size", 6), ("rl.generation_batch_size", 6))
+
+
+@pytest.fixture(scope="module")
+def rl_demo(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("demo-rl")
+    base = folder / "base"
+    pretraining = {"output_dir": str(base), "model": "preset:micro", "data.synthetic_size": 16, "max_steps": 2,
+                   "per_device_train_batch_size": 8, "save_strategy": "no", "disable_tqdm": True}
+    run_training(load_config(embedded_config("pretrain-tiny"), list(pretraining.items())))
+    training = (("max_steps", 2), ("per_device_train_batch_size", 4), ("data.synthetic_size", 8))
+    config = DemoConfig(seeds=2, test_per_task=2, gen_length={"sudoku": 32, "countdown": 32}, eval_batch_size=8,
+                        entropy_examples=2, workers=2, base=str(base), train_overrides=training)
+    rl = RLDemo(quick=True, settings=RL_SIZES)
+    run_demo(config, folder / "out", progress=False, rl=rl)
+    return folder / "out", config, rl
+
+
+def test_every_fine_tuned_run_gets_an_rl_run_file(rl_demo):
+    out, _, _ = rl_demo
+    runs = load_rl_runs(out)
+    assert sorted(r["name"] for r in runs) == ["sft-seed0-rl", "sft-seed1-rl", "weft-seed0-rl", "weft-seed1-rl"]
+    for run in runs:
+        assert len(run["reward_curve"]) == 2 and all(0 <= r <= 1 for r in run["reward_curve"])
+        start = json.loads((out / "runs" / f"{run['objective']}-seed{run['seed']}.json").read_text())
+        assert run["accuracy_before"] == start["accuracy"]["sudoku"]
+        assert 0 <= run["accuracy_after"] <= 1
+        assert (out / "work" / run["name"] / "model" / "config.json").exists()
+    assert not any(p.stem.endswith("-rl") for p in (out / "runs").glob("*.json"))  # the demo's table is unaffected
+
+
+def test_rl_section_is_recomputed_from_the_run_files(rl_demo):
+    out, _, _ = rl_demo
+    runs = {(r["objective"], r["seed"]): r for r in load_rl_runs(out)}
+    report = (out / "report.md").read_text()
+    assert "![reward curves](rl_reward.png)" in report and (out / "rl_reward.png").stat().st_size > 0
+    for objective in ("sft", "weft"):
+        cells = [mean_interval([runs[objective, s][key] for s in (0, 1)]) for key in ("accuracy_before", "accuracy_after")]
+        row = " | ".join(f"{100 * c['mean']:.1f} [{100 * c['low']:.1f}, {100 * c['high']:.1f}]" for c in cells)
+        assert f"| {objective} | 2 | {row} |" in report
+    after = paired_difference([runs["weft", s]["accuracy_after"] for s in (0, 1)],
+                              [runs["sft", s]["accuracy_after"] for s in (0, 1)])
+    assert f"Paired weft - sft after RL: {100 * after['mean']:+.1f}" in report
+    before = paired_difference([runs["weft", s]["accuracy_before"] for s in (0, 1)],
+                               [runs["sft", s]["accuracy_before"] for s in (0, 1)])
+    assert persistence_sentence(after, before) in report
+
+
+def test_a_rerun_resumes_from_the_rl_run_files(rl_demo):
+    out, config, rl = rl_demo
+    before = {p.name: p.read_text() for p in (out / "runs" / "rl").glob("*.json")}
+    run_demo(config, out, progress=False, rl=rl)
+    assert {p.name: p.read_text() for p in (out / "runs" / "rl").glob("*.json")} == before
+
+
+def test_persistence_sentence_follows_the_interval():
+    def diff(mean, low, high):
+        return {"mean": mean, "low": low, "high": high, "n": 3}
+
+    assert "stays ahead" in persistence_sentence(diff(0.05, 0.01, 0.09), None)
+    assert "NOT clearly ahead" in persistence_sentence(diff(0.02, -0.01, 0.05), diff(0.04, 0.01, 0.07))
+    assert "falls BEHIND" in persistence_sentence(diff(-0.05, -0.09, -0.01), None)
+    assert "no conclusion" in persistence_sentence({"mean": 0.1, "low": None, "high": None, "n": 1}, None)

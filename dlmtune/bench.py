@@ -5,7 +5,8 @@ in `dlmtune train`) gives the training arguments, the objective settings and the
 steps are `DiffusionTrainer`'s own (loss, backward, gradient clipping, AdamW, schedule), timed by its
 `StepTimer`. What the bench adds is a callback that hands the trainer the next objective before every
 optimizer step, so the objectives run interleaved (A B A B ... after warm-up rounds) on the same model
-and batch: machine noise hits all of them alike and the ratios to `sft` are taken within one run.
+and batch, each objective of a round with the same random draws (`RoundTrainer`): machine noise hits all
+of them alike and the ratios to `sft` are taken within one run.
 
 The model is a preset with random weights (a step's cost does not depend on them), or `llada-8b-shape`
 (LLaDA-8B's shape, for a GPU); the batch is random tokens, the first `prompt_fraction` of each row
@@ -38,7 +39,7 @@ from dlmtune.memory import LiveTensorBytes, tensor_bytes
 from dlmtune.models.loading import PRESET_PREFIX
 from dlmtune.objectives.registry import Objective, get_objective
 from dlmtune.train import TrainConfig, apply_lora_section, load_config, training_arguments
-from dlmtune.trainer import DiffusionTrainer
+from dlmtune.trainer import DiffusionTrainer, step_seed
 
 LLADA_8B_SHAPE = {"hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32,
                   "intermediate_size": 12288, "vocab_size": 126464, "mask_token_id": 126336}
@@ -57,11 +58,8 @@ BENCH_DEFAULTS: tuple[tuple[str, Any], ...] = (
 
 def bench_config(overrides: Sequence[tuple[str, Any]] = ()) -> TrainConfig:
     """The bench's `TrainConfig`: `BENCH_DEFAULTS` under `overrides` (`--key value` pairs as in `dlmtune
-    train`); output_dir defaults to a temporary folder."""
-    pairs = [*BENCH_DEFAULTS, *overrides]
-    if not any(key == "output_dir" for key, _ in pairs):
-        pairs.append(("output_dir", tempfile.mkdtemp(prefix="dlmtune-bench-")))
-    return load_config(None, pairs)
+    train`). Without an output_dir the run uses a temporary folder, removed afterwards."""
+    return load_config(None, [*BENCH_DEFAULTS, ("output_dir", None), *overrides])
 
 
 def build_model(name: str, *, dtype: str = "float32", vocab_size: int | None = None, seed: int = 0,
@@ -135,6 +133,20 @@ def flop_floor(model_config, *, batch: int, seq_len: int, prompt_fraction: float
     return (sft + body + head * answer) / sft
 
 
+class RoundTrainer(DiffusionTrainer):
+    """`DiffusionTrainer` whose masks are drawn per round instead of per step: every objective of a round
+    draws from the same seed (the same t and, for the same masking rule, the same masks), so the costs
+    within a round differ by the objective alone."""
+
+    def __init__(self, *args, per_round: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.per_round = per_round
+
+    def next_generator(self) -> torch.Generator:
+        seed = step_seed(self.args.seed, self.state.global_step // self.per_round, 0, self.args.process_index)
+        return torch.Generator().manual_seed(seed)
+
+
 class Rounds(TrainerCallback):
     """Gives the trainer objective `step % n` before each optimizer step and records what each step cost:
     on a GPU the peak of `max_memory_allocated` (synchronising around the step, so `StepTimer`, which runs
@@ -187,7 +199,16 @@ def bench_train(config: TrainConfig, objectives: Sequence[str] = ("sft", "weft")
     on_gpu = torch.cuda.is_available()
     memory_round = warmup + steps if measure_memory and not on_gpu else None
     rounds = warmup + steps + (memory_round is not None)
-    config = dataclasses.replace(config, training={**config.training, "max_steps": rounds * len(objectives)})
+    with tempfile.TemporaryDirectory(prefix="dlmtune-bench-") as scratch:
+        output_dir = config.training.get("output_dir") or scratch
+        config = dataclasses.replace(config, training={**config.training, "max_steps": rounds * len(objectives),
+                                                       "output_dir": output_dir})
+        return _bench(config, list(objectives), steps, warmup, vocab_size, prompt_fraction, memory_round)
+
+
+def _bench(config: TrainConfig, objectives: list[str], steps: int, warmup: int, vocab_size: int | None,
+           prompt_fraction: float, memory_round: int | None) -> dict:
+    on_gpu = torch.cuda.is_available()
     args = training_arguments(config)
     batch, seq_len = args.per_device_train_batch_size, config.data.max_length
     model, mask_id = bench_model(config, vocab_size=vocab_size, device=args.device)
@@ -195,8 +216,8 @@ def bench_train(config: TrainConfig, objectives: Sequence[str] = ("sft", "weft")
     collator = collator_for(config)
     built = {name: get_objective(name, config.objective, mask_id=mask_id) for name in objectives}
     callback = Rounds(built, range(warmup, warmup + steps), memory_round)
-    trainer = DiffusionTrainer(model=model, args=args, train_dataset=rows, data_collator=collator,
-                               objective=built[objectives[0]], callbacks=[callback])
+    trainer = RoundTrainer(model=model, args=args, train_dataset=rows, data_collator=collator,
+                           objective=built[objectives[0]], callbacks=[callback], per_round=len(built))
     callback.trainer = trainer
     held_batch = {k: v.to(args.device) for k, v in collator(rows).items()}
     for objective in built.values():

@@ -6,7 +6,7 @@ import json
 
 from typer.testing import CliRunner
 
-from dlmtune.bench import bench_config, bench_train, build_model, flop_floor
+from dlmtune.bench import RoundTrainer, bench_config, bench_train, build_model, flop_floor
 from dlmtune.cli import app
 from dlmtune.objectives.registry import Weft
 from dlmtune.trainer import DiffusionTrainer
@@ -60,6 +60,20 @@ def test_the_timed_steps_are_the_trainers(monkeypatch):
     assert len(times) == 8
     assert payload["objectives"]["sft"]["step_time_s"] == sorted(times[2::2])[1]
     assert payload["objectives"]["weft"]["step_time_s"] == sorted(times[3::2])[1]
+
+
+def test_the_objectives_of_a_round_draw_the_same_masks(monkeypatch):
+    seeds = []
+    original = RoundTrainer.next_generator
+
+    def recording(self):
+        generator = original(self)
+        seeds.append(generator.initial_seed())
+        return generator
+
+    monkeypatch.setattr(RoundTrainer, "next_generator", recording)
+    bench_train(micro(), ["sft", "sft-full-logits"], steps=2, warmup=0, measure_memory=False)
+    assert seeds[0] == seeds[1] and seeds[2] == seeds[3] and seeds[0] != seeds[2]
 
 
 def test_cpu_peak_memory_is_measured_per_objective():

@@ -31,7 +31,7 @@ from contextlib import ExitStack
 from typing import Any
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM, TrainerCallback
+from transformers import LlamaConfig, LlamaForCausalLM, PrinterCallback, TrainerCallback
 
 from dlmtune.config import ConfigError
 from dlmtune.data import DiffusionDataCollator
@@ -219,6 +219,7 @@ def _bench(config: TrainConfig, objectives: list[str], steps: int, warmup: int, 
     trainer = RoundTrainer(model=model, args=args, train_dataset=rows, data_collator=collator,
                            objective=built[objectives[0]], callbacks=[callback], per_round=len(built))
     callback.trainer = trainer
+    trainer.remove_callback(PrinterCallback)  # the bench prints its own table, not the trainer's logs
     held_batch = {k: v.to(args.device) for k, v in collator(rows).items()}
     for objective in built.values():
         if objective.precompute_before_training:

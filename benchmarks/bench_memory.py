@@ -22,16 +22,16 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 from torch._C._profiler import _EventType
 
-from dlmtune.bench import BenchConfig, build_model, make_batch
+from dlmtune.bench import bench_config, bench_model, collator_for, random_rows
 from dlmtune.io import write_json_atomic, write_text_atomic
 from dlmtune.memory import peak_bytes, tensor_bytes
-from dlmtune.objectives.registry import ObjectiveConfig, get_objective
+from dlmtune.objectives.registry import get_objective
+from dlmtune.train import TrainConfig
 
 GIB, MIB = 2**30, 2**20
 
@@ -50,19 +50,29 @@ def allocator_peak(step) -> int:
     return max(total for *_, total in events) - (events[0][2] - events[0][1])
 
 
+def setting(preset: str, seq_len: int, lora_r: int | None, checkpointing: bool, dtype: str = "float32",
+            batch: int = 1) -> TrainConfig:
+    """The `dlmtune bench train` config of one set-up (LoRA on q/k/v with alpha = 2 r, as the bench's --lora)."""
+    lora = [("lora.r", lora_r), ("lora.alpha", 2 * lora_r)] if lora_r else []
+    return bench_config([("model", f"preset:{preset}"), ("model.dtype", dtype), ("data.max_length", seq_len),
+                         ("per_device_train_batch_size", batch), ("activation_checkpointing", checkpointing), *lora])
+
+
 class TrainingStep:
     """One SFT training step (loss, backward, AdamW) on a bench model, after one warm-up step that
     creates the optimizer state."""
 
-    def __init__(self, config: BenchConfig, meta: bool):
-        torch.manual_seed(config.seed)
-        self.model, mask_id = build_model(replace(config, device="meta" if meta else "cpu"))
+    def __init__(self, config: TrainConfig, meta: bool, vocab_size: int | None = None):
+        torch.manual_seed(0)
+        self.model, mask_id = bench_model(config, vocab_size=vocab_size, device="meta" if meta else "cpu")
         self.meta = meta
-        self.batch = make_batch(config, self.model.config.vocab_size, mask_id, torch.device("cpu"))
-        self.objective = get_objective("sft", ObjectiveConfig(chunk_size=config.chunk_size), mask_id=mask_id)
+        rows = random_rows(config.training["per_device_train_batch_size"], config.data.max_length,
+                           self.model.config.vocab_size, mask_id)
+        self.batch = collator_for(config)(rows)
+        self.objective = get_objective("sft", config.objective, mask_id=mask_id)
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=1e-5, foreach=False)
-        self.seed = config.seed
+        self.seed = 0
         peak_bytes(self, meta=meta)  # warm-up: Adam's moments exist from here on
 
     def __call__(self) -> None:
@@ -75,15 +85,15 @@ class TrainingStep:
         return tensor_bytes([*self.model.parameters(), *self.model.buffers(), *state, *self.batch.values()])
 
 
-def validate(config: BenchConfig) -> list[dict]:
+def validate(preset: str, vocab_size: int, seq_len: int, lora_r: int) -> list[dict]:
     rows = []
     for lora in (False, True):
         for checkpointing in (False, True):
-            setting = replace(config, lora=lora, activation_checkpointing=checkpointing)
-            real = TrainingStep(setting, meta=False)
+            config = setting(preset, seq_len, lora_r if lora else None, checkpointing, batch=2)
+            real = TrainingStep(config, meta=False, vocab_size=vocab_size)
             reference = allocator_peak(real)
             counted = peak_bytes(real)
-            meta = TrainingStep(setting, meta=True)
+            meta = TrainingStep(config, meta=True, vocab_size=vocab_size)
             on_meta = peak_bytes(meta, meta=True)
             rows.append({"lora": lora, "checkpointing": checkpointing, "allocator_peak": reference,
                          "counted_real": counted, "counted_meta": on_meta,
@@ -92,11 +102,12 @@ def validate(config: BenchConfig) -> list[dict]:
     return rows
 
 
-def llada_8b(config: BenchConfig) -> list[dict]:
+def llada_8b(seq_len: int, lora_r: int) -> list[dict]:
     rows = []
     for lora in (False, True):
         for checkpointing in (False, True):
-            step = TrainingStep(replace(config, lora=lora, activation_checkpointing=checkpointing), meta=True)
+            config = setting("llada-8b-shape", seq_len, lora_r if lora else None, checkpointing, dtype="bfloat16")
+            step = TrainingStep(config, meta=True)
             step_peak = peak_bytes(step, meta=True)
             resident = step.resident_bytes()
             rows.append({"lora": lora, "checkpointing": checkpointing, "resident": resident,
@@ -134,18 +145,15 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    small = BenchConfig(preset=args.preset, vocab_size=args.vocab_size, seq_len=args.validation_seq_len, batch=2,
-                        lora_r=8)
-    large = BenchConfig(preset="llada-8b-shape", dtype="bfloat16", seq_len=args.seq_len, batch=1, lora_r=args.lora_r)
     payload = {
         "command": " ".join(shlex.quote(a) for a in [".venv/bin/python", *sys.argv]),
         "torch": torch.__version__,
-        "validation_config": f"preset {small.preset}, vocab {small.vocab_size}, fp32, batch {small.batch} x "
-                             f"{small.seq_len}, LoRA r={small.lora_r}",
-        "validation": [] if args.skip_validation else validate(small),
-        "llada_config": f"bf16 weights and AdamW state, batch 1 x {large.seq_len}, SFT objective",
-        "lora_r": large.lora_r,
-        "llada_8b": llada_8b(large),
+        "validation_config": f"preset {args.preset}, vocab {args.vocab_size}, fp32, batch 2 x "
+                             f"{args.validation_seq_len}, LoRA r=8",
+        "validation": [] if args.skip_validation else validate(args.preset, args.vocab_size, args.validation_seq_len, 8),
+        "llada_config": f"bf16 weights and AdamW state, batch 1 x {args.seq_len}, SFT objective",
+        "lora_r": args.lora_r,
+        "llada_8b": llada_8b(args.seq_len, args.lora_r),
     }
     table = markdown(payload)
     write_json_atomic(args.out / "bench_memory.json", payload)

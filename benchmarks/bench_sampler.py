@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import statistics
@@ -45,6 +44,7 @@ from dlmtune.evaluate import GenerationSettings, load_task_items
 from dlmtune.io import write_json_atomic, write_text_atomic
 from dlmtune.models.loading import load_model
 from dlmtune.sampling import DLMForward, decode_completions, generate
+from dlmtune.stats import mean_interval, standard_error
 from dlmtune.tasks import get_task
 
 GEN_LENGTH = DemoConfig().gen_length
@@ -85,13 +85,12 @@ def decode_batch(model, tokenizer, spec, prompts: list[str], settings: Generatio
 
 
 def paired_difference(records: list[dict], reference: list[dict]) -> tuple[float, float]:
-    """Accuracy difference (points) from `reference` on the same items, and its paired standard error."""
+    """Accuracy difference (points) from `reference` on the same items, and its paired standard error:
+    the per-item differences in correct cells, scaled from their mean to points of all cells."""
     total = sum(r["total"] for r in reference)
     diffs = [r["correct"] - p["correct"] for r, p in zip(records, reference, strict=True)]
-    n = len(diffs)
-    mean = sum(diffs) / n
-    var = sum((d - mean) ** 2 for d in diffs) / (n - 1) if n > 1 else 0.0
-    return 100 * sum(diffs) / total, 100 * math.sqrt(n * var) / total
+    scale = 100 * len(diffs) / total
+    return scale * mean_interval(diffs)["mean"], scale * standard_error(diffs)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

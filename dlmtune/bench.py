@@ -1,182 +1,255 @@
-"""`dlmtune bench train`: the cost of each objective's training step against `sft`, in one process.
+"""`dlmtune bench train`: the cost of each objective's training step against `sft`, in one training run.
 
-Objectives run interleaved (A B A B ... after warm-up) on the same model and batches, so machine noise
-hits all of them alike and the ratios to `sft` are taken within one run. Weights are random: a step's
-cost does not depend on them. Peak memory is `torch.cuda.max_memory_allocated` per step on a GPU, and
-on the CPU the peak of live tensor bytes over one extra step per objective (`dlmtune.memory`), both
-counting weights, gradients and optimizer state as they stand.
+The run is `dlmtune train`'s: a `TrainConfig` (`dlmtune.train.load_config`, YAML keys and overrides as
+in `dlmtune train`) gives the training arguments, the objective settings and the LoRA section, and the
+steps are `DiffusionTrainer`'s own (loss, backward, gradient clipping, AdamW, schedule), timed by its
+`StepTimer`. What the bench adds is a callback that hands the trainer the next objective before every
+optimizer step, so the objectives run interleaved (A B A B ... after warm-up rounds) on the same model
+and batch, each objective of a round with the same random draws (`RoundTrainer`): machine noise hits all
+of them alike and the ratios to `sft` are taken within one run.
 
-Besides the registered objectives the benchmark runs the two variants of `objectives.VARIANTS`:
-`sft-full-logits`, the same SFT loss computed the straightforward way (full [B, L, V] logits, then
-select), which the optimised `sft` must not lose to; and `weft-k4`, weft with `beta_refresh_every: 4` in
-its steady state (the batch is revisited every step, so entropies are measured on one step in four). `gift-star` is measured as
-training runs it: its reference entropies are precomputed before the first timed step.
+The model is a preset with random weights (a step's cost does not depend on them), or `llada-8b-shape`
+(LLaDA-8B's shape, for a GPU); the batch is random tokens, the first `prompt_fraction` of each row
+prompt and the rest answer, the same rows at every step. Peak memory is `torch.cuda.max_memory_allocated`
+per step on a GPU; on the CPU, weights + optimizer state + batch plus the peak of live tensor bytes
+during one extra step per objective after the timed rounds (`dlmtune.memory`).
+
+Besides registered objectives the bench runs the variants of `objectives.VARIANTS`: `sft-full-logits`
+(the SFT loss through full [B, L, V] logits, which the optimised `sft` must not lose to) and `weft-k4`
+(weft with `beta_refresh_every: 4` in steady state: the rows come back every step, so entropies are
+measured on one visit in four). `gift-star` runs as training runs it: its reference entropies are
+precomputed before the first step.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
-import time
-from dataclasses import asdict, dataclass
+import tempfile
+from collections.abc import Sequence
+from contextlib import ExitStack
+from typing import Any
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaConfig, LlamaForCausalLM, PrinterCallback, TrainerCallback
 
-from dlmtune.memory import peak_bytes, tensor_bytes
-from dlmtune.objectives.registry import ObjectiveConfig, get_objective
+from dlmtune.config import ConfigError
+from dlmtune.data import DiffusionDataCollator
+from dlmtune.memory import LiveTensorBytes, tensor_bytes
+from dlmtune.models.loading import PRESET_PREFIX
+from dlmtune.objectives.registry import Objective, get_objective
+from dlmtune.train import TrainConfig, apply_lora_section, load_config, training_arguments
+from dlmtune.trainer import DiffusionTrainer, step_seed
 
 LLADA_8B_SHAPE = {"hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32,
                   "intermediate_size": 12288, "vocab_size": 126464, "mask_token_id": 126336}
+LLADA_8B_PRESET = "llada-8b-shape"
+
+# The bench's run, under the user's overrides: the data section only sets the rows' length (every row
+# is exactly `data.max_length` random tokens); nothing is saved or logged.
+BENCH_DEFAULTS: tuple[tuple[str, Any], ...] = (
+    ("model", f"{PRESET_PREFIX}tiny"), ("model.dtype", "float32"), ("data", "random"),
+    ("data.pad_to", "max_length"), ("data.max_length", 256), ("per_device_train_batch_size", 8),
+    ("learning_rate", 1e-5), ("lr_scheduler_type", "constant"), ("save_strategy", "no"),
+    ("logging_strategy", "no"), ("report_to", "none"), ("disable_tqdm", True), ("dataloader_pin_memory", False),
+    ("seed", 0),
+)
 
 
-@dataclass
-class BenchConfig:
-    preset: str = "tiny"
-    objectives: tuple[str, ...] = ("sft", "weft")
-    lora: bool = False
-    lora_r: int = 8
-    seq_len: int = 256
-    batch: int = 8
-    steps: int = 10
-    warmup: int = 2
-    prompt_fraction: float = 0.25
-    dtype: str = "float32"
-    vocab_size: int | None = None  # override the preset's vocabulary (the LM head's cost grows with it)
-    seed: int = 0
-    measure_memory: bool = True
-    activation_checkpointing: bool = False
-    device: str | None = None  # default: cuda if available, else cpu; "meta" for dlmtune.memory's accounting
-    chunk_size: int = ObjectiveConfig.chunk_size  # first-pass rows per head chunk (bounds its memory)
+def bench_config(overrides: Sequence[tuple[str, Any]] = ()) -> TrainConfig:
+    """The bench's `TrainConfig`: `BENCH_DEFAULTS` under `overrides` (`--key value` pairs as in `dlmtune
+    train`). Without an output_dir the run uses a temporary folder, removed afterwards."""
+    return load_config(None, [*BENCH_DEFAULTS, ("output_dir", None), *overrides])
 
 
-def build_model(config: BenchConfig) -> tuple[torch.nn.Module, int]:
-    """The benchmark model and its mask id; LLaDA-8B's shape for `llada-8b-shape`."""
-    dtype = getattr(torch, config.dtype)
-    if config.preset == "llada-8b-shape":
+def build_model(name: str, *, dtype: str = "float32", vocab_size: int | None = None, seed: int = 0,
+                device: str | torch.device | None = None) -> tuple[torch.nn.Module, int]:
+    """A bench model with random weights and its mask id: `preset:NAME` (`dlmtune.models.presets`, with an
+    optional larger vocabulary: the LM head's cost grows with it) or `preset:llada-8b-shape`."""
+    if not name.startswith(PRESET_PREFIX):
+        raise ConfigError(f"model: the bench builds random-weight presets (preset:micro, preset:tiny, "
+                          f"preset:small, preset:{LLADA_8B_PRESET}), got {name!r}")
+    preset = name[len(PRESET_PREFIX):]
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if preset == LLADA_8B_PRESET:
         shape = dict(LLADA_8B_SHAPE)
         mask_id = shape.pop("mask_token_id")
+        if vocab_size:
+            shape["vocab_size"] = vocab_size
         llama = LlamaConfig(**shape, num_key_value_heads=32, max_position_embeddings=4096, is_causal=False,
                             rope_theta=500000.0, tie_word_embeddings=False)
-        with torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu")):
-            torch.manual_seed(config.seed)
-            model = LlamaForCausalLM(llama).to(dtype)
-    else:
-        from dlmtune.models.presets import build_preset_model
-        from dlmtune.tokenizer import build_tokenizer
+        with torch.device(device):
+            torch.manual_seed(seed)
+            model = LlamaForCausalLM(llama).to(getattr(torch, dtype))
+        return model, mask_id
+    from dlmtune.models.presets import build_preset_model
+    from dlmtune.tokenizer import build_tokenizer
 
-        tokenizer = build_tokenizer()
-        mask_id = tokenizer.mask_token_id
-        model = build_preset_model(config.preset, tokenizer, seed=config.seed, vocab_size=config.vocab_size).to(dtype)
-        if config.device or torch.cuda.is_available():
-            model = model.to(config.device or "cuda")
-    if config.activation_checkpointing:
+    tokenizer = build_tokenizer()
+    model = build_preset_model(preset, tokenizer, seed=seed, vocab_size=vocab_size).to(getattr(torch, dtype))
+    return model.to(device), tokenizer.mask_token_id
+
+
+def bench_model(config: TrainConfig, *, vocab_size: int | None = None,
+                device: str | torch.device | None = None) -> tuple[torch.nn.Module, int]:
+    """The config's model (`build_model`, seeded by its `seed`) with its LoRA section and, when the training
+    arguments ask for it, activation checkpointing; and its mask id."""
+    model, mask_id = build_model(config.model.name_or_path, dtype=config.model.dtype or "float32",
+                                 vocab_size=vocab_size, seed=config.training.get("seed", 42), device=device)
+    if config.training.get("activation_checkpointing") or config.training.get("gradient_checkpointing"):
         model.activation_checkpointing_enable()
-    if config.lora:
-        from dlmtune.models.lora import apply_lora
-
-        model = apply_lora(model, r=config.lora_r, alpha=2 * config.lora_r, dropout=0.05,
-                           target_modules=["q_proj", "k_proj", "v_proj"])
-    model.train()
-    return model, mask_id
+    return apply_lora_section(model, config), mask_id
 
 
-def make_batch(config: BenchConfig, vocab_size: int, mask_id: int, device: torch.device) -> dict[str, torch.Tensor]:
-    generator = torch.Generator().manual_seed(config.seed)
-    ids = torch.randint(0, vocab_size, (config.batch, config.seq_len), generator=generator)
+def random_rows(rows: int, seq_len: int, vocab_size: int, mask_id: int, *, prompt_fraction: float = 0.25,
+                seed: int = 0) -> list[dict[str, Any]]:
+    """`rows` features as `build_sft_dataset` makes them: random tokens (never the mask id), the first
+    `prompt_fraction` of each row its prompt."""
+    ids = torch.randint(0, vocab_size, (rows, seq_len), generator=torch.Generator().manual_seed(seed))
     ids[ids == mask_id] = 0
-    answer = torch.zeros_like(ids, dtype=torch.bool)
-    answer[:, int(config.prompt_fraction * config.seq_len):] = True
-    return {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device),
-            "answer_mask": answer.to(device), "example_id": torch.arange(config.batch, device=device)}
+    prompt_length = int(prompt_fraction * seq_len)
+    return [{"input_ids": row.tolist(), "prompt_length": prompt_length, "example_id": i} for i, row in enumerate(ids)]
 
 
-def _objective(name: str, model, batch, mask_id: int, config: BenchConfig):
-    """The objective `name` (or variant) ready to step; gift-star with its entropies precomputed."""
-    objective = get_objective(name, ObjectiveConfig(chunk_size=config.chunk_size), mask_id=mask_id)
-    if objective.precompute_before_training:
-        objective.precompute(model, [batch])
-    return objective
+def collator_for(config: TrainConfig) -> DiffusionDataCollator:
+    """The data section's collator (with `pad_to: max_length` every answer ends at the row's end)."""
+    data = config.data
+    return DiffusionDataCollator(pad_token_id=0, pad_to=data.pad_to, max_length=data.max_length,
+                                 train_on_padding=data.train_on_padding, answer_pad_multiple=data.answer_pad_multiple)
 
 
-def _sync() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
-def _step(model, objective, batch, optimizer, seed: int) -> float:
-    generator = torch.Generator().manual_seed(seed)
-    _sync()
-    start = time.perf_counter()
-    objective(model, batch, generator).loss.backward()
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    _sync()
-    return time.perf_counter() - start
-
-
-def _setup(config: BenchConfig):
-    torch.manual_seed(config.seed)
-    model, mask_id = build_model(config)
-    device = next(model.parameters()).device
-    batch = make_batch(config, model.config.vocab_size, mask_id, device)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
-    return model, mask_id, batch, optimizer
-
-
-def optimizer_state_tensors(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
-    return [v for state in optimizer.state.values() for v in state.values() if torch.is_tensor(v)]
-
-
-def flop_floor(config: BenchConfig, model) -> float:
+def flop_floor(model_config, *, batch: int, seq_len: int, prompt_fraction: float, lora: bool) -> float:
     """Lower bound of weft's step cost over sft's from matmul FLOPs: pass 1 adds one no-grad forward
     (LM head at answer rows only) to sft's forward + backward (head at masked rows, half the answer on
     average). Full fine-tuning's backward costs ~2 forwards; LoRA's ~1 (no weight gradients)."""
-    c = model.config
-    tokens = config.batch * config.seq_len
-    answer = tokens * (1 - config.prompt_fraction)
+    c = model_config
+    tokens = batch * seq_len
+    answer = tokens * (1 - prompt_fraction)
     layer = 4 * c.hidden_size**2 + 3 * c.hidden_size * c.intermediate_size
-    body = 2 * tokens * c.num_hidden_layers * layer + 4 * config.batch * config.seq_len**2 * c.hidden_size * c.num_hidden_layers
+    body = 2 * tokens * c.num_hidden_layers * layer + 4 * batch * seq_len**2 * c.hidden_size * c.num_hidden_layers
     head = 2 * c.hidden_size * c.vocab_size
-    backward = 1.0 if config.lora else 2.0
+    backward = 1.0 if lora else 2.0
     sft = (1 + backward) * (body + head * answer * 0.5)
     return (sft + body + head * answer) / sft
 
 
-def bench_train(config: BenchConfig) -> dict:
-    """Run the benchmark; returns the JSON-able result (see module docstring)."""
-    model, mask_id, batch, optimizer = _setup(config)
-    objectives = {name: _objective(name, model, batch, mask_id, config) for name in config.objectives}
-    times: dict[str, list[float]] = {name: [] for name in objectives}
-    peaks: dict[str, int] = {name: 0 for name in objectives}
+class RoundTrainer(DiffusionTrainer):
+    """`DiffusionTrainer` whose masks are drawn per round instead of per step: every objective of a round
+    draws from the same seed (the same t and, for the same masking rule, the same masks), so the costs
+    within a round differ by the objective alone."""
+
+    def __init__(self, *args, per_round: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.per_round = per_round
+
+    def next_generator(self) -> torch.Generator:
+        seed = step_seed(self.args.seed, self.state.global_step // self.per_round, 0, self.args.process_index)
+        return torch.Generator().manual_seed(seed)
+
+
+class Rounds(TrainerCallback):
+    """Gives the trainer objective `step % n` before each optimizer step and records what each step cost:
+    on a GPU the peak of `max_memory_allocated` (synchronising around the step, so `StepTimer`, which runs
+    after this callback, times the device's work), on the CPU in the memory round the live tensor bytes."""
+
+    def __init__(self, objectives: dict[str, Objective], timed: range, memory_round: int | None):
+        self.trainer: DiffusionTrainer | None = None
+        self.objectives = objectives
+        self.names = list(objectives)
+        self.timed, self.memory_round = timed, memory_round
+        self.on_gpu = torch.cuda.is_available()
+        self.peaks: dict[str, int] = dict.fromkeys(objectives, 0)
+        self.step_peaks: dict[str, int] = {}
+        self._index = 0
+        self._counting: ExitStack | None = None
+        self._counter: LiveTensorBytes | None = None
+
+    def name_of(self, index: int) -> str:
+        return self.names[index % len(self.names)]
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._index = state.global_step
+        self.trainer.objective = self.objectives[self.name_of(self._index)]
+        if self.on_gpu:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        elif self._index // len(self.names) == self.memory_round:
+            self._counting = ExitStack()
+            self._counter = self._counting.enter_context(LiveTensorBytes())
+
+    def on_step_end(self, args, state, control, **kwargs):
+        name, round_index = self.name_of(self._index), self._index // len(self.names)
+        if self.on_gpu:
+            torch.cuda.synchronize()
+            if round_index in self.timed:
+                self.peaks[name] = max(self.peaks[name], torch.cuda.max_memory_allocated())
+        elif self._counting is not None:
+            self._counting.close()
+            self.step_peaks[name] = self._counter.peak
+            self._counting = self._counter = None
+
+
+def bench_train(config: TrainConfig, objectives: Sequence[str] = ("sft", "weft"), *, steps: int = 10, warmup: int = 2,
+                vocab_size: int | None = None, prompt_fraction: float = 0.25, measure_memory: bool = True) -> dict:
+    """Train `steps` measured rounds after `warmup` rounds, each round one optimizer step per objective, and
+    return the JSON-able result: per objective the median step time, tokens/s, peak memory and the ratios
+    to `sft` (see the module docstring)."""
+    if steps < 1 or warmup < 0 or not objectives:
+        raise ConfigError(f"bench: need steps >= 1, warmup >= 0 and an objective, got {steps}, {warmup}, {objectives}")
     on_gpu = torch.cuda.is_available()
-    for round_index in range(config.warmup + config.steps):
-        for name, objective in objectives.items():
-            if on_gpu:
-                torch.cuda.reset_peak_memory_stats()
-            elapsed = _step(model, objective, batch, optimizer, config.seed + round_index)
-            if round_index >= config.warmup:
-                times[name].append(elapsed)
-                if on_gpu:
-                    peaks[name] = max(peaks[name], torch.cuda.max_memory_allocated())
-    step_peaks: dict[str, int] = {}
-    if not on_gpu and config.measure_memory:
-        resident = tensor_bytes([*model.parameters(), *optimizer_state_tensors(optimizer), *batch.values()])
-        for name, objective in objectives.items():  # one more step each, outside the timed rounds
-            step_peaks[name] = peak_bytes(lambda o=objective: _step(model, o, batch, optimizer, config.seed))
-            peaks[name] = resident + step_peaks[name]
-    tokens = config.batch * config.seq_len
+    memory_round = warmup + steps if measure_memory and not on_gpu else None
+    rounds = warmup + steps + (memory_round is not None)
+    with tempfile.TemporaryDirectory(prefix="dlmtune-bench-") as scratch:
+        output_dir = config.training.get("output_dir") or scratch
+        config = dataclasses.replace(config, training={**config.training, "max_steps": rounds * len(objectives),
+                                                       "output_dir": output_dir})
+        return _bench(config, list(objectives), steps, warmup, vocab_size, prompt_fraction, memory_round)
+
+
+def _bench(config: TrainConfig, objectives: list[str], steps: int, warmup: int, vocab_size: int | None,
+           prompt_fraction: float, memory_round: int | None) -> dict:
+    on_gpu = torch.cuda.is_available()
+    args = training_arguments(config)
+    batch, seq_len = args.per_device_train_batch_size, config.data.max_length
+    model, mask_id = bench_model(config, vocab_size=vocab_size, device=args.device)
+    rows = random_rows(batch, seq_len, model.config.vocab_size, mask_id, prompt_fraction=prompt_fraction, seed=args.seed)
+    collator = collator_for(config)
+    built = {name: get_objective(name, config.objective, mask_id=mask_id) for name in objectives}
+    callback = Rounds(built, range(warmup, warmup + steps), memory_round)
+    trainer = RoundTrainer(model=model, args=args, train_dataset=rows, data_collator=collator,
+                           objective=built[objectives[0]], callbacks=[callback], per_round=len(built))
+    callback.trainer = trainer
+    trainer.remove_callback(PrinterCallback)  # the bench prints its own table, not the trainer's logs
+    held_batch = {k: v.to(args.device) for k, v in collator(rows).items()}
+    for objective in built.values():
+        if objective.precompute_before_training:
+            objective.precompute(trainer.model, [held_batch])
+    trainer.train()
+    times: dict[str, list[float]] = {name: [] for name in built}
+    for index, seconds in enumerate(trainer.step_timer.times):
+        if index // len(built) in callback.timed:
+            times[callback.name_of(index)].append(seconds)
+    peaks = dict(callback.peaks)
+    if callback.step_peaks:
+        state = [v for s in trainer.optimizer.state.values() for v in s.values() if torch.is_tensor(v)]
+        resident = tensor_bytes([*trainer.model.parameters(), *trainer.model.buffers(), *state, *held_batch.values()])
+        peaks = {name: resident + callback.step_peaks[name] for name in built}
     results = {}
-    for name in objectives:
+    for name in built:
         median = statistics.median(times[name])
-        results[name] = {"step_time_s": median, "peak_mem_bytes": peaks[name], "tokens_per_s": tokens / median}
-        if name in step_peaks:
-            results[name]["step_peak_bytes"] = step_peaks[name]
+        results[name] = {"step_time_s": median, "peak_mem_bytes": peaks[name], "tokens_per_s": batch * seq_len / median}
+        if name in callback.step_peaks:
+            results[name]["step_peak_bytes"] = callback.step_peaks[name]
     base = results.get("sft")
     for entry in results.values():
         entry["ratio_to_sft"] = entry["step_time_s"] / base["step_time_s"] if base else None
         entry["mem_ratio_to_sft"] = entry["peak_mem_bytes"] / base["peak_mem_bytes"] if base and base["peak_mem_bytes"] else None
     device = torch.cuda.get_device_name() if on_gpu else f"cpu ({torch.get_num_threads()} threads)"
-    return {"config": asdict(config), "device": device, "torch": torch.__version__,
-            "peak_mem_kind": "cuda.max_memory_allocated" if on_gpu else "CPU: weights + optimizer state + batch, plus the allocator's peak above them during a step "
-            "(step_peak_bytes, live tensor storages counted by dlmtune.memory)",
-            "flop_floor_weft_over_sft": flop_floor(config, model), "objectives": results}
+    floor = flop_floor(model.config, batch=batch, seq_len=seq_len, prompt_fraction=prompt_fraction,
+                       lora=config.lora is not None)
+    return {"config": config.raw, "objectives_order": list(built), "steps": steps, "warmup": warmup,
+            "vocab_size": model.config.vocab_size,
+            "prompt_fraction": prompt_fraction, "device": device, "torch": torch.__version__,
+            "peak_mem_kind": "cuda.max_memory_allocated" if on_gpu else "CPU: weights + optimizer state + batch, plus the "
+            "peak of live tensor bytes above them during one extra step (step_peak_bytes, dlmtune.memory)",
+            "flop_floor_weft_over_sft": floor, "objectives": results}

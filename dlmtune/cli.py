@@ -208,30 +208,36 @@ bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks: training-step co
 app.add_typer(bench_app, name="bench")
 
 
-@bench_app.command("train")
+@bench_app.command("train", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def bench_train_command(
+    ctx: typer.Context,
     preset: str = typer.Option("tiny", help="micro, tiny, small, or llada-8b-shape (for a GPU)."),
     objectives: str = typer.Option("sft,weft", help="Comma-separated; sft-full-logits = unoptimised sft."),
     lora: bool = typer.Option(False, "--lora/--full", help="LoRA on q/k/v or full fine-tuning."),
-    lora_r: int = typer.Option(8, help="LoRA rank (the papers use 128)."),
-    seq_len: int = typer.Option(256, help="Tokens per sequence."),
-    batch: int = typer.Option(8, help="Sequences per step."),
+    lora_r: int = typer.Option(8, help="LoRA rank (the papers use 128); alpha = 2 r."),
+    seq_len: int = typer.Option(256, help="Tokens per sequence (data.max_length)."),
+    batch: int = typer.Option(8, help="Sequences per step (per_device_train_batch_size)."),
     steps: int = typer.Option(10, help="Measured rounds (each runs every objective once)."),
     warmup: int = typer.Option(2, help="Unmeasured rounds first."),
-    dtype: str = typer.Option("float32", help="float32 or bfloat16."),
+    dtype: str = typer.Option("float32", help="float32 or bfloat16 (model.dtype)."),
     vocab_size: int | None = typer.Option(None, help="Override the preset's vocabulary size."),
-    memory: bool = typer.Option(True, "--memory/--no-memory", help="Measure peak memory (CPU: child processes)."),
+    memory: bool = typer.Option(True, "--memory/--no-memory", help="Measure peak memory."),
     chunk_size: int = typer.Option(256, help="First-pass rows per LM-head chunk (objective.chunk_size)."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the results as JSON here."),
 ) -> None:
-    """Median step time, peak memory and tokens/s per objective, with ratios to sft from the same run."""
-    from dlmtune.bench import BenchConfig, bench_train
+    """Median step time, peak memory and tokens/s per objective, with ratios to sft from the same training
+    run (DiffusionTrainer). Any `dlmtune train` key can follow as an override: --gradient_checkpointing true."""
+    from dlmtune.bench import bench_config, bench_train
+    from dlmtune.config import parse_overrides
     from dlmtune.io import write_json_atomic
 
-    config = BenchConfig(preset=preset, objectives=tuple(_split_csv(objectives)), lora=lora, lora_r=lora_r,
-                         seq_len=seq_len, batch=batch, steps=steps, warmup=warmup, dtype=dtype,
-                         vocab_size=vocab_size, measure_memory=memory, chunk_size=chunk_size)
-    result = bench_train(config)
+    options = [("model", f"preset:{preset}"), ("model.dtype", dtype), ("data.max_length", seq_len),
+               ("per_device_train_batch_size", batch), ("objective.chunk_size", chunk_size)]
+    if lora:
+        options += [("lora.r", lora_r), ("lora.alpha", 2 * lora_r)]
+    config = bench_config([*options, *parse_overrides(ctx.args)])
+    result = bench_train(config, _split_csv(objectives), steps=steps, warmup=warmup, vocab_size=vocab_size,
+                         measure_memory=memory)
     typer.echo(f"device: {result['device']}; FLOP floor weft/sft: {result['flop_floor_weft_over_sft']:.3f}")
     typer.echo(f"{'objective':<18}{'step s':>10}{'tokens/s':>12}{'peak MiB':>11}{'time/sft':>10}{'mem/sft':>9}")
     for name, r in result["objectives"].items():

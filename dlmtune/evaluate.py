@@ -44,6 +44,7 @@ from dlmtune.config import flatten
 from dlmtune.io import append_jsonl, drop_torn_tail, write_json_atomic, write_text_atomic
 from dlmtune.models.spec import DLMSpec
 from dlmtune.sampling import check_schedule, decode_completions, generate
+from dlmtune.stats import mean_interval, standard_error
 from dlmtune.tasks import get_task
 from dlmtune.tasks.base import Score
 from dlmtune.tasks.protocols.columns import COLUMNS, column_accuracies, disagreements, score_columns
@@ -250,14 +251,6 @@ def _with_protocol(identity: dict | None, protocol: str) -> dict | None:
     return identity if protocol == "dlmtune" else {**(identity or {}), "protocol": protocol}
 
 
-def _mean_stderr(values: list[float]) -> tuple[float, float]:
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return mean, 0.0
-    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
-    return mean, math.sqrt(var / len(values))
-
-
 def aggregate(out_dir: Path, task_items: dict[str, list[dict]], seeds: Sequence[int]) -> dict[str, Any]:
     """Per task: accuracy per seed (sum correct / sum total), mean and standard error over seeds."""
     results: dict[str, Any] = {}
@@ -274,8 +267,8 @@ def aggregate(out_dir: Path, task_items: dict[str, list[dict]], seeds: Sequence[
             summary["timed_out"] = sum(bool(r.get("timed_out")) for r in kept)
             per_seed[str(seed)] = summary
         accuracies = [s["accuracy"] for s in per_seed.values() if s["n"]]
-        mean, stderr = _mean_stderr(accuracies) if accuracies else (float("nan"), float("nan"))
-        columns = {c: _mean_stderr([s["columns"][c] for s in per_seed.values()])[0] for c in COLUMNS}
+        mean, stderr = (mean_interval(accuracies)["mean"], standard_error(accuracies)) if accuracies else (math.nan, math.nan)
+        columns = {c: mean_interval([s["columns"][c] for s in per_seed.values()])["mean"] for c in COLUMNS}
         results[task_name] = {"per_seed": per_seed, "mean": mean, "stderr": stderr, "n_items": len(items),
                               "columns": columns, "timed_out": sum(s["timed_out"] for s in per_seed.values())}
     return results

@@ -32,6 +32,14 @@ def mean_interval(values: Sequence[float], confidence: float = 0.95) -> dict[str
     return {"mean": mean, "sd": sd, "low": mean - half, "high": mean + half, "n": n}
 
 
+def standard_error(values: Sequence[float]) -> float:
+    """The standard error of the mean, sd / sqrt(n) (`scipy.stats.sem`); 0.0 for a single value, whose
+    spread cannot be estimated."""
+    if len(values) == 0:
+        raise ValueError("standard_error needs at least one value")
+    return float(stats.sem([float(v) for v in values])) if len(values) > 1 else 0.0
+
+
 def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> dict[str, Any]:
     """`mean_interval` of the per-pair differences a_i - b_i (a paired t-interval)."""
     if len(a) != len(b):

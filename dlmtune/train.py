@@ -153,20 +153,27 @@ def training_arguments(config: TrainConfig) -> DiffusionTrainingArguments:
 def build_model(config: TrainConfig):
     """(model, tokenizer, spec), with LoRA applied when the config has a lora section."""
     from dlmtune.models.loading import load_model
-    from dlmtune.models.lora import apply_lora
 
     m = config.model
     spec_overrides = {"mask_token_id": m.mask_token_id, "eos_token_id": m.eos_token_id,
                       "pad_token_id": m.pad_token_id, "shift_logits": m.shift_logits}
     model, tokenizer, spec = load_model(m.name_or_path, dtype=m.dtype, trust_remote_code=m.trust_remote_code,
                                         attn_implementation=m.attn_implementation, spec_overrides=spec_overrides)
-    if config.lora is not None:
-        lora = config.lora
-        model = apply_lora(model, r=lora.r, alpha=lora.alpha, dropout=lora.dropout,
-                           target_modules=lora.target_modules, modules_to_save=lora.modules_to_save)
-        if config.training.get("activation_checkpointing") or config.training.get("gradient_checkpointing"):
-            model.enable_input_require_grads()  # checkpointed LoRA needs a grad path through the embeddings
-    return model, tokenizer, spec
+    return apply_lora_section(model, config), tokenizer, spec
+
+
+def apply_lora_section(model, config: TrainConfig):
+    """`model` with the config's LoRA adapters (unchanged without a lora section)."""
+    from dlmtune.models.lora import apply_lora
+
+    if config.lora is None:
+        return model
+    lora = config.lora
+    model = apply_lora(model, r=lora.r, alpha=lora.alpha, dropout=lora.dropout,
+                       target_modules=lora.target_modules, modules_to_save=lora.modules_to_save)
+    if config.training.get("activation_checkpointing") or config.training.get("gradient_checkpointing"):
+        model.enable_input_require_grads()  # checkpointed LoRA needs a grad path through the embeddings
+    return model
 
 
 def precompute_entropies(trainer: DiffusionTrainer, dataset, collator, fingerprint: str, model_name: str) -> None:

@@ -6,9 +6,15 @@ import json
 
 from typer.testing import CliRunner
 
-from dlmtune.bench import BenchConfig, bench_train, build_model, flop_floor
+from dlmtune.bench import RoundTrainer, bench_config, bench_train, build_model, flop_floor
 from dlmtune.cli import app
 from dlmtune.objectives.registry import Weft
+from dlmtune.trainer import DiffusionTrainer
+
+
+def micro(*overrides):
+    return bench_config([("model", "preset:micro"), ("data.max_length", 32), ("per_device_train_batch_size", 2),
+                         *overrides])
 
 
 def test_bench_train_cli_writes_the_documented_json(tmp_path):
@@ -16,6 +22,7 @@ def test_bench_train_cli_writes_the_documented_json(tmp_path):
     result = CliRunner().invoke(app, [
         "bench", "train", "--preset", "micro", "--objectives", "sft,weft,sft-full-logits,weft-k4,gift-star", "--seq-len", "32",
         "--batch", "2", "--steps", "2", "--warmup", "1", "--no-memory", "--json", str(out),
+        "--output_dir", str(tmp_path / "run"),
     ])
     assert result.exit_code == 0, result.output
     payload = json.loads(out.read_text())
@@ -27,36 +34,78 @@ def test_bench_train_cli_writes_the_documented_json(tmp_path):
         assert entry["ratio_to_sft"] > 0
     assert objectives["sft"]["ratio_to_sft"] == 1.0
     assert payload["flop_floor_weft_over_sft"] > 1.0
+    assert payload["config"]["per_device_train_batch_size"] == 2 and payload["config"]["data"]["max_length"] == 32
     assert "weft" in result.output and "time/sft" in result.output
 
 
+def test_the_timed_steps_are_the_trainers(monkeypatch):
+    """Every optimizer step runs through DiffusionTrainer.training_step, objectives in rotation, and the
+    reported medians are the trainer's StepTimer times of the measured rounds."""
+    calls, timers = [], []
+    original_step, original_train = DiffusionTrainer.training_step, DiffusionTrainer.train
+
+    def step(self, *args, **kwargs):
+        calls.append(self.objective.name)
+        return original_step(self, *args, **kwargs)
+
+    def train(self, *args, **kwargs):
+        timers.append(self.step_timer)
+        return original_train(self, *args, **kwargs)
+
+    monkeypatch.setattr(DiffusionTrainer, "training_step", step)
+    monkeypatch.setattr(DiffusionTrainer, "train", train)
+    payload = bench_train(micro(), ["sft", "weft"], steps=3, warmup=1, measure_memory=False)
+    assert calls == ["sft", "weft"] * 4
+    times = timers[0].times
+    assert len(times) == 8
+    assert payload["objectives"]["sft"]["step_time_s"] == sorted(times[2::2])[1]
+    assert payload["objectives"]["weft"]["step_time_s"] == sorted(times[3::2])[1]
+
+
+def test_the_objectives_of_a_round_draw_the_same_masks(monkeypatch):
+    seeds = []
+    original = RoundTrainer.next_generator
+
+    def recording(self):
+        generator = original(self)
+        seeds.append(generator.initial_seed())
+        return generator
+
+    monkeypatch.setattr(RoundTrainer, "next_generator", recording)
+    bench_train(micro(), ["sft", "sft-full-logits"], steps=2, warmup=0, measure_memory=False)
+    assert seeds[0] == seeds[1] and seeds[2] == seeds[3] and seeds[0] != seeds[2]
+
+
 def test_cpu_peak_memory_is_measured_per_objective():
-    payload = bench_train(BenchConfig(preset="micro", objectives=("sft", "weft"), seq_len=32, batch=2, steps=1, warmup=0))
-    weights = 4 * sum(p.numel() for p in build_model(BenchConfig(preset="micro"))[0].parameters())
+    payload = bench_train(micro(), ["sft", "weft"], steps=1, warmup=0)
+    weights = 4 * sum(p.numel() for p in build_model("preset:micro")[0].parameters())
     for entry in payload["objectives"].values():
         assert entry["peak_mem_bytes"] > 3 * weights  # weights, Adam's two moments, gradients, activations
         assert 0 < entry["step_peak_bytes"] < entry["peak_mem_bytes"]
         assert entry["mem_ratio_to_sft"] > 0
 
 
+def test_lora_trains_only_the_adapters():
+    payload = bench_train(micro(("lora.r", 4)), ["sft"], steps=1, warmup=0)
+    full = bench_train(micro(), ["sft"], steps=1, warmup=0)
+    assert payload["config"]["lora"]["r"] == 4
+    assert payload["objectives"]["sft"]["peak_mem_bytes"] < full["objectives"]["sft"]["peak_mem_bytes"]
+
+
 def test_flop_floor_matches_hand_count():
     """Full FT, no attention term worth noting: floor = (3 F + F') / 3 F where F' = body + head at all
     answer rows and F = body + head at half of them. For LoRA the backward counts once, so 2 F."""
-    config = BenchConfig(preset="micro", seq_len=8, batch=1, prompt_fraction=0.5)
 
     class Cfg:
         hidden_size, intermediate_size, num_hidden_layers, vocab_size = 4, 8, 1, 10
 
-    class Model:
-        config = Cfg()
-
     body = 2 * 8 * (4 * 16 + 3 * 4 * 8) + 4 * 1 * 64 * 4  # 2 T layer + attention 4 B T^2 D L
     head = 2 * 4 * 10
     sft_full = 3 * (body + head * 4 * 0.5)
-    assert abs(flop_floor(config, Model()) - (sft_full + body + head * 4) / sft_full) < 1e-12
-    config.lora = True
+    shape = {"batch": 1, "seq_len": 8, "prompt_fraction": 0.5}
+    assert abs(flop_floor(Cfg(), **shape, lora=False) - (sft_full + body + head * 4) / sft_full) < 1e-12
     sft_lora = 2 * (body + head * 4 * 0.5)
-    assert abs(flop_floor(config, Model()) - (sft_lora + body + head * 4) / sft_lora) < 1e-12
+    assert abs(flop_floor(Cfg(), **shape, lora=True) - (sft_lora + body + head * 4) / sft_lora) < 1e-12
 
 
 def test_amortised_variants_skip_the_first_pass(monkeypatch):
@@ -73,7 +122,6 @@ def test_amortised_variants_skip_the_first_pass(monkeypatch):
     counts = {}
     for name in ("weft", "weft-k4", "gift-star"):
         calls["n"] = 0
-        bench_train(BenchConfig(preset="micro", objectives=("sft", name), seq_len=16, batch=2, steps=8, warmup=0,
-                                measure_memory=False))
+        bench_train(micro(("data.max_length", 16)), ["sft", name], steps=8, warmup=0, measure_memory=False)
         counts[name] = calls["n"]
     assert counts == {"weft": 8, "weft-k4": 2, "gift-star": 1}

@@ -1,5 +1,6 @@
 """Imports flow one way: each module imports only from its own layer or the layers below it, and never a
-private (`_name`) from another module. Run alone: `python -m pytest tests/test_import_layers.py -q`."""
+private (`_name`) from another module. Run alone: `python -m pytest tests/test_import_layers.py -q`;
+`python tests/test_import_layers.py` prints the import graph, layer by layer."""
 
 from __future__ import annotations
 
@@ -60,8 +61,28 @@ def violations() -> list[str]:
     return problems
 
 
+def graph() -> str:
+    """Each layer's modules with the dlmtune modules each imports (lazy imports included)."""
+    lines = []
+    modules = sorted((module_name(path), path) for path in PACKAGE.rglob("*.py"))
+    for index, (layer, _) in enumerate(LAYERS):
+        lines.append(f"{layer}:")
+        for module, path in modules:
+            if layer_of(module) == index:
+                targets = sorted({target for _, target, _ in imports(path) if target != module})
+                lines.append(f"  {module} -> {', '.join(targets) if targets else '(none)'}")
+    return "\n".join(lines)
+
+
 def test_imports_flow_one_way():
     assert violations() == []
+
+
+def test_the_graph_lists_every_module_with_its_imports():
+    text = graph()
+    for path in PACKAGE.rglob("*.py"):
+        assert text.count(f"  {module_name(path)} -> ") == 1
+    assert "dlmtune.trainer" in text.split("  dlmtune.bench -> ")[1].splitlines()[0]
 
 
 def test_the_check_catches_an_upward_and_a_private_import(tmp_path, monkeypatch):
@@ -78,3 +99,8 @@ def test_the_check_catches_an_upward_and_a_private_import(tmp_path, monkeypatch)
     assert len(found) == 2
     assert "dlmtune.synthetic.splits (generators) imports dlmtune.demo (recipes)" in found[0]
     assert "private _hidden" in found[1]
+
+
+if __name__ == "__main__":
+    print(graph())
+    print("\n".join(violations()) or "no upward or private imports")

@@ -14,8 +14,8 @@ together leave one digit) or R / C / B (hidden single: the digit fits in no othe
 column / box), the first that applies in that order. The layout is for the embedded
 character-level model: a position-aligned trace is one it can learn in a few hundred steps, whereas
 one `r2c3=4 n` line per cell asks it to map coordinates onto grid positions, which the 0.9M-parameter
-model had not learned after 1500 steps (27.7% of empty cells right, chance 25%; the aligned trace:
-57.3% after 600; with a third line giving each cell's round, 43.5%; measured while building the demo).
+model had not learned, barely above chance, after more steps than the aligned trace needed (a third line
+giving each cell's round also did worse than two lines; both found while building the demo).
 """
 
 from __future__ import annotations

@@ -19,14 +19,9 @@ Deliberate differences from LLaDA's code, none of which changes its greedy outpu
   this equals LLaDA's schedule fixed at the block start (see `num_transfer_tokens`).
 
 Padding: batch prompts of different lengths with left padding and `attention_mask` (0 on pads). Position
-ids follow the mask (first real token at 0), so a padded prompt sits where it would alone. Models are
-called with only the arguments their forward accepts, read from the signature of the underlying model
-(through peft and distributed wrappers). LLaDA's remote code takes no position ids, so padding shifts every
-real token by the pad count; RoPE depends only on relative positions, so that changes nothing beyond
-rounding (models with absolute positions would decode differently). A KV cache, though, needs the
-positions (the recomputed ones must match the cached ones), so it is only used when they can be passed.
-Dream's remote code reads `attention_mask` as a ready [B, 1, q, kv] boolean mask, so it gets one;
-everything else gets the usual 2D mask.
+ids follow the mask (first real token at 0), so a padded prompt sits where it would alone. The model is
+called through `DLMForward` (`dlmtune.sampling.forward`), which passes only the arguments its forward
+accepts: the native model classes take them all; remote code may not (see there).
 
 Threshold (Fast-dLLM's parallel decoding): each step commits every masked position of the block whose
 confidence is >= `threshold`, and at least as many as the plain schedule gives for the masks and steps
@@ -35,45 +30,28 @@ left (always at least one). A block ends when it has no masks left, so blocks us
 token per step, Fast-dLLM's rule; with fewer steps it is the plain sampler's count. Nothing reaching the threshold (e.g. threshold 1.0)
 gives exactly the plain sampler. Needs low_confidence remasking (random draws are not probabilities).
 
-KV caches (`cache=`, Fast-dLLM's two). Each block starts with one full forward, exact, that also stores
-every layer's keys/values; the cache then keeps only positions whose tokens stay fixed during the block,
-and the block's later steps recompute the rest, attending to the cached keys. The "window" is the block
-(for shifted-logit models also the position before it, whose output predicts the block's first token).
-- "prefix": the cache keeps the positions before the window; later steps run the window and the masked
-  tail after it.
-- "dual": the cache keeps the positions before AND after the window (prefix, then suffix, cut out of the
-  full forward's cache with one copy per block); later steps run the window alone. The attention mask
-  is laid out in the cache's order (prefix, suffix, window); a bidirectional model does not care about
-  the order of its keys, only about their positions, which RoPE applied before caching.
-After each later step the cache is cut back to what it held, so it never grows. In a bidirectional
-model both are approximations: the cached keys depend on the block's tokens, which change during the
-block (for the dual cache the suffix's keys too), and only the first step of a block is exact; the cache
-is rebuilt at each block, as in Fast-dLLM. In a one-layer model keys depend only on their own token, so
-both caches are exact there. A cache needs a forward that takes position ids and a transformers cache
-(`cache` in transformers 5, `past_key_values` before); other models (LLaDA's remote code asserts it
-gets no cache) decode without it, with a warning. Classifier-free guidance works with either cache (the
-conditional and unconditional rows share one batch, and one cache).
+KV caches (`cache="prefix"` or `"dual"`, Fast-dLLM's two): see `dlmtune.sampling.kv_cache`. A model whose
+forward takes no position ids or cache decodes without one, with a warning. Classifier-free guidance works
+with either cache (the conditional and unconditional rows share one batch, and one cache).
 """
 
 from __future__ import annotations
 
-import inspect
 import math
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
-from accelerate.utils import extract_model_from_parallel
 from torch import nn
-from transformers import DynamicCache, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
+
+from dlmtune.sampling.forward import DLMForward
+from dlmtune.sampling.kv_cache import CACHE_MODES, CacheLayout, cached_step, keep_positions
 
 Tensor = torch.Tensor
 
 REMASKING = ("low_confidence", "random")
-CACHE_MODES = ("prefix", "dual")
-CACHE_ARGUMENTS = ("cache", "past_key_values")  # transformers 5 renamed past_key_values to cache
-FOUR_D_MASK_MODEL_TYPES = frozenset({"dream"})
 
 
 def num_transfer_tokens(mask_count: Tensor, steps: int) -> Tensor:
@@ -122,79 +100,6 @@ def select_commits(confidence: Tensor, candidates: Tensor, count: Tensor, thresh
     if threshold is not None:
         chosen |= candidates & (confidence >= threshold)
     return chosen
-
-
-def crop_cache(cache: DynamicCache, length: int) -> None:
-    """Keep the first `length` positions of `cache`. transformers 5 `crop` takes a negative count to drop
-    (a positive target length raises), and 4.x reads `crop(0)` as "keep nothing", hence this wrapper."""
-    excess = cache.get_seq_length() - length
-    if excess > 0:
-        cache.crop(-excess)
-
-
-def _base_model(model: nn.Module) -> nn.Module:
-    """The model whose forward defines the accepted arguments: through DDP-style wrappers and peft."""
-    model = extract_model_from_parallel(model)
-    get_base = getattr(model, "get_base_model", None)
-    return get_base() if callable(get_base) else model
-
-
-@dataclass(frozen=True)
-class DLMForward:
-    """Calls a dLLM with only the arguments its forward accepts and returns the logits; see the module
-    docstring for why each may be missing (LLaDA: no position ids, no cache) and for the mask formats."""
-
-    model: nn.Module
-    takes_position_ids: bool
-    takes_use_cache: bool
-    cache_argument: str | None
-    four_d_mask: bool
-
-    @classmethod
-    def of(cls, model: nn.Module) -> DLMForward:
-        base = _base_model(model)
-        params = inspect.signature(base.forward).parameters
-        model_type = str(getattr(getattr(base, "config", None), "model_type", "")).lower()
-        return cls(
-            model=model,
-            takes_position_ids="position_ids" in params,
-            takes_use_cache="use_cache" in params,
-            cache_argument=next((name for name in CACHE_ARGUMENTS if name in params), None),
-            four_d_mask=model_type in FOUR_D_MASK_MODEL_TYPES,
-        )
-
-    @property
-    def supports_cache(self) -> bool:
-        """A prefix cache needs explicit positions for the tokens after it, and a cache argument."""
-        return self.takes_position_ids and self.cache_argument is not None
-
-    @property
-    def config(self):
-        """The underlying model's config (None if it has none); caches are laid out by it."""
-        return getattr(_base_model(self.model), "config", None)
-
-    def new_cache(self) -> DynamicCache:
-        return DynamicCache(config=self.config)
-
-    def __call__(self, input_ids: Tensor, attention_mask: Tensor | None, position_ids: Tensor,
-                 cache: DynamicCache | None = None) -> Tensor:
-        """Logits for `input_ids` [B, q]; `attention_mask` [B, kv] covers the cached positions too, and
-        `position_ids` [B, q] are those of `input_ids`. Fills `cache` (if given) with the new keys."""
-        kwargs: dict = {"input_ids": input_ids}
-        if attention_mask is not None:
-            kwargs["attention_mask"] = self._mask(attention_mask, input_ids.shape[1])
-        if self.takes_position_ids:
-            kwargs["position_ids"] = position_ids
-        if self.takes_use_cache:
-            kwargs["use_cache"] = cache is not None
-        if cache is not None:
-            kwargs[self.cache_argument] = cache
-        return self.model(**kwargs).logits
-
-    def _mask(self, attention_mask: Tensor, query_length: int) -> Tensor:
-        if not self.four_d_mask:
-            return attention_mask
-        return attention_mask.bool()[:, None, None, :].expand(-1, 1, query_length, -1)
 
 
 @dataclass(frozen=True)
@@ -248,51 +153,6 @@ def _guided_inputs(canvas: _Canvas, settings: _Settings) -> tuple[Tensor, Tensor
     return tokens, mask, positions
 
 
-@dataclass(frozen=True)
-class _CacheLayout:
-    """Which canvas positions a block's later steps take from the cache (`cached`) and which they
-    recompute (`span`).
-
-    The window is the block, one position earlier for shifted-logit models (whose first block prediction
-    is read from the position before the block); the span always covers it. Prefix cache: the cache holds
-    everything before the window, the span runs from the window to the end. Dual cache: the cache holds
-    everything but the window (prefix, then suffix), the span is the window alone."""
-
-    cached: tuple[slice, ...]
-    span: slice
-
-    @classmethod
-    def of(cls, mode: str, block: slice, shift: bool, length: int) -> _CacheLayout:
-        window = slice(block.start - int(shift), block.stop)
-        if mode == "prefix":
-            return cls((slice(0, window.start),), slice(window.start, length))
-        return cls((slice(0, window.start), slice(window.stop, length)), window)
-
-
-def keep_positions(cache: DynamicCache, parts: tuple[slice, ...], config=None) -> DynamicCache:
-    """A cache holding only the positions `parts` of `cache`, in that order (one copy of each layer's
-    keys and values; a single leading part is a crop, no copy)."""
-    if len(parts) == 1 and parts[0].start == 0:
-        crop_cache(cache, parts[0].stop)
-        return cache
-    layers = [(torch.cat([keys[:, :, p] for p in parts], dim=2), torch.cat([values[:, :, p] for p in parts], dim=2))
-              for keys, values, *_ in cache]
-    return DynamicCache(layers, config=config)
-
-
-def _cached_step(forward: DLMForward, inputs: tuple, layout: _CacheLayout, cache: DynamicCache) -> Tensor:
-    """Logits of the layout's span, its keys attending to the cached positions; the cache is cut back to
-    what it held before, so it never grows. The attention mask follows the cache's order of positions
-    (cached parts, then the span)."""
-    tokens, mask, positions = inputs
-    if mask is not None:
-        mask = torch.cat([mask[:, part] for part in (*layout.cached, layout.span)], dim=1)
-    held = cache.get_seq_length()
-    logits = forward(tokens[:, layout.span], mask, positions[:, layout.span], cache)
-    crop_cache(cache, held)
-    return logits
-
-
 def _guided_block_logits(logits: Tensor, first: int, block: slice, settings: _Settings) -> Tensor:
     """Aligned, guided logits [B, block, V] for the block, from `logits` whose row 0 is canvas position
     `first`. Shifted-logit models read each prediction one position earlier: Dream's shift, without
@@ -320,7 +180,7 @@ def _denoise_step(canvas: _Canvas, block: slice, logits: Tensor, steps_left: int
 def _decode_block(forward: DLMForward, canvas: _Canvas, block: slice, steps: int, settings: _Settings) -> None:
     """Decode one block. With a cache, its first step is a full forward that fills the cache, kept then
     to the layout's cached positions; the later steps recompute only the layout's span."""
-    layout = None if settings.cache is None else _CacheLayout.of(
+    layout = None if settings.cache is None else CacheLayout.of(
         settings.cache, block, settings.shift_logits, canvas.tokens.shape[1])
     cache = None
     for step in range(steps):
@@ -333,7 +193,7 @@ def _decode_block(forward: DLMForward, canvas: _Canvas, block: slice, steps: int
             if layout is not None:
                 cache = keep_positions(cache, layout.cached, forward.config)
         else:
-            logits, first = _cached_step(forward, inputs, layout, cache), layout.span.start
+            logits, first = cached_step(forward, inputs, layout, cache), layout.span.start
         _denoise_step(canvas, block, _guided_block_logits(logits, first, block, settings), steps - step, settings)
 
 

@@ -20,13 +20,15 @@ import time
 from dataclasses import asdict, dataclass
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from dlmtune.memory import peak_bytes, tensor_bytes
 from dlmtune.objectives.registry import ObjectiveConfig, get_objective
 
-LLADA_8B_SHAPE = {"hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32,
-                  "intermediate_size": 12288, "vocab_size": 126464, "mask_token_id": 126336}
+# LLaDA-8B-Instruct's config.json values (its official field names), read by dlmtune's LLaDAConfig.
+LLADA_8B_CONFIG = {"d_model": 4096, "n_layers": 32, "n_heads": 32, "n_kv_heads": 32, "mlp_hidden_size": 12288,
+                   "vocab_size": 126464, "embedding_size": 126464, "max_sequence_length": 4096,
+                   "rope_theta": 500000.0, "rms_norm_eps": 1e-5, "activation_type": "silu", "block_type": "llama",
+                   "weight_tying": False, "mask_token_id": 126336, "eos_token_id": 126081, "pad_token_id": 126081}
 
 
 @dataclass
@@ -46,29 +48,35 @@ class BenchConfig:
     measure_memory: bool = True
     activation_checkpointing: bool = False
     device: str | None = None  # default: cuda if available, else cpu; "meta" for dlmtune.memory's accounting
+    layers: int | None = None  # override the preset's layer count (a cheap stand-in with the real layer shape)
     chunk_size: int = ObjectiveConfig.chunk_size  # first-pass rows per head chunk (bounds its memory)
 
 
 def build_model(config: BenchConfig) -> tuple[torch.nn.Module, int]:
-    """The benchmark model and its mask id; LLaDA-8B's shape for `llada-8b-shape`."""
+    """The benchmark model and its mask id; for `llada-8b-shape` dlmtune's LLaDA model at LLaDA-8B's
+    config, created directly on the device in the benchmark's dtype (no float32 copy of 8B weights)."""
     dtype = getattr(torch, config.dtype)
+    device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if config.preset == "llada-8b-shape":
-        shape = dict(LLADA_8B_SHAPE)
-        mask_id = shape.pop("mask_token_id")
-        llama = LlamaConfig(**shape, num_key_value_heads=32, max_position_embeddings=4096, is_causal=False,
-                            rope_theta=500000.0, tie_word_embeddings=False)
-        with torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu")):
+        from dlmtune.models.llada import LLaDAConfig, LLaDAForDiffusionLM
+
+        fields = dict(LLADA_8B_CONFIG, n_layers=config.layers or LLADA_8B_CONFIG["n_layers"])
+        if config.vocab_size:
+            fields.update(vocab_size=config.vocab_size, embedding_size=config.vocab_size,
+                          mask_token_id=config.vocab_size - 1, eos_token_id=0, pad_token_id=0)
+        llada = LLaDAConfig(**fields)
+        mask_id = llada.mask_token_id
+        with torch.device(device):
             torch.manual_seed(config.seed)
-            model = LlamaForCausalLM(llama).to(dtype)
+            model = LLaDAForDiffusionLM._from_config(llada, dtype=dtype)
     else:
         from dlmtune.models.presets import build_preset_model
         from dlmtune.tokenizer import build_tokenizer
 
         tokenizer = build_tokenizer()
         mask_id = tokenizer.mask_token_id
-        model = build_preset_model(config.preset, tokenizer, seed=config.seed, vocab_size=config.vocab_size).to(dtype)
-        if config.device or torch.cuda.is_available():
-            model = model.to(config.device or "cuda")
+        model = build_preset_model(config.preset, tokenizer, seed=config.seed, vocab_size=config.vocab_size,
+                                   layers=config.layers).to(dtype).to(device)
     if config.activation_checkpointing:
         model.activation_checkpointing_enable()
     if config.lora:
@@ -99,7 +107,7 @@ def _objective(name: str, model, batch, mask_id: int, config: BenchConfig):
 
 
 def _sync() -> None:
-    if torch.cuda.is_available():
+    if torch.cuda.is_initialized():
         torch.cuda.synchronize()
 
 
@@ -148,7 +156,7 @@ def bench_train(config: BenchConfig) -> dict:
     objectives = {name: _objective(name, model, batch, mask_id, config) for name in config.objectives}
     times: dict[str, list[float]] = {name: [] for name in objectives}
     peaks: dict[str, int] = {name: 0 for name in objectives}
-    on_gpu = torch.cuda.is_available()
+    on_gpu = batch["input_ids"].device.type == "cuda"
     for round_index in range(config.warmup + config.steps):
         for name, objective in objectives.items():
             if on_gpu:
@@ -175,8 +183,17 @@ def bench_train(config: BenchConfig) -> dict:
     for entry in results.values():
         entry["ratio_to_sft"] = entry["step_time_s"] / base["step_time_s"] if base else None
         entry["mem_ratio_to_sft"] = entry["peak_mem_bytes"] / base["peak_mem_bytes"] if base and base["peak_mem_bytes"] else None
-    device = torch.cuda.get_device_name() if on_gpu else f"cpu ({torch.get_num_threads()} threads)"
-    return {"config": asdict(config), "device": device, "torch": torch.__version__,
+    return {"config": asdict(config), **environment(model, on_gpu),
             "peak_mem_kind": "cuda.max_memory_allocated" if on_gpu else "CPU: weights + optimizer state + batch, plus the allocator's peak above them during a step "
             "(step_peak_bytes, live tensor storages counted by dlmtune.memory)",
             "flop_floor_weft_over_sft": flop_floor(config, model), "objectives": results}
+
+
+def environment(model, on_gpu: bool) -> dict:
+    """What the figures depend on: device, library versions, the attention kernel the model used."""
+    import transformers
+
+    return {"device": torch.cuda.get_device_name() if on_gpu else f"cpu ({torch.get_num_threads()} threads)",
+            "torch": torch.__version__, "transformers": transformers.__version__,
+            "attn_implementation": getattr(model.config, "_attn_implementation", None),
+            "parameters": sum(p.numel() for p in model.parameters())}

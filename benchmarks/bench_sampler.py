@@ -39,6 +39,7 @@ from typing import Any
 
 import torch
 
+from dlmtune.bench_sampling import ForwardCounter
 from dlmtune.demo import DemoConfig
 from dlmtune.evaluate import GenerationSettings, load_task_items
 from dlmtune.io import write_json_atomic, write_text_atomic
@@ -59,17 +60,6 @@ def variants(threshold: float) -> dict[str, dict[str, Any]]:
         f"prefix cache + threshold {threshold:g}": {"cache": "prefix", "threshold": threshold},
         f"dual cache + threshold {threshold:g}": {"cache": "dual", "threshold": threshold},
     }
-
-
-class ForwardCounter:
-    """Counts the model's top-level forward calls (function evaluations) through a hook."""
-
-    def __init__(self, model: torch.nn.Module):
-        self.calls = 0
-        self.handle = model.register_forward_hook(self._hook)
-
-    def _hook(self, *_: Any) -> None:
-        self.calls += 1
 
 
 def decode_batch(model, tokenizer, spec, prompts: list[str], settings: GenerationSettings) -> list[str]:

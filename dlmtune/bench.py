@@ -31,7 +31,7 @@ from contextlib import ExitStack
 from typing import Any
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM, PrinterCallback, TrainerCallback
+from transformers import PrinterCallback, TrainerCallback
 
 from dlmtune.config import ConfigError
 from dlmtune.data import DiffusionDataCollator
@@ -41,8 +41,11 @@ from dlmtune.objectives.registry import Objective, get_objective
 from dlmtune.train import TrainConfig, apply_lora_section, load_config, training_arguments
 from dlmtune.trainer import DiffusionTrainer, step_seed
 
-LLADA_8B_SHAPE = {"hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32,
-                  "intermediate_size": 12288, "vocab_size": 126464, "mask_token_id": 126336}
+# LLaDA-8B-Instruct's config.json values (its official field names), read by dlmtune's LLaDAConfig.
+LLADA_8B_CONFIG = {"d_model": 4096, "n_layers": 32, "n_heads": 32, "n_kv_heads": 32, "mlp_hidden_size": 12288,
+                   "vocab_size": 126464, "embedding_size": 126464, "max_sequence_length": 4096,
+                   "rope_theta": 500000.0, "rms_norm_eps": 1e-5, "activation_type": "silu", "block_type": "llama",
+                   "weight_tying": False, "mask_token_id": 126336, "eos_token_id": 126081, "pad_token_id": 126081}
 LLADA_8B_PRESET = "llada-8b-shape"
 
 # The bench's run, under the user's overrides: the data section only sets the rows' length (every row
@@ -63,39 +66,43 @@ def bench_config(overrides: Sequence[tuple[str, Any]] = ()) -> TrainConfig:
 
 
 def build_model(name: str, *, dtype: str = "float32", vocab_size: int | None = None, seed: int = 0,
-                device: str | torch.device | None = None) -> tuple[torch.nn.Module, int]:
+                device: str | torch.device | None = None, layers: int | None = None) -> tuple[torch.nn.Module, int]:
     """A bench model with random weights and its mask id: `preset:NAME` (`dlmtune.models.presets`, with an
-    optional larger vocabulary: the LM head's cost grows with it) or `preset:llada-8b-shape`."""
+    optional larger vocabulary: the LM head's cost grows with it) or `preset:llada-8b-shape`, dlmtune's LLaDA
+    model at LLaDA-8B's config, created directly on the device in its dtype (no float32 copy of 8B weights).
+    `layers` overrides the depth: a cheap stand-in with the real layer shape."""
     if not name.startswith(PRESET_PREFIX):
         raise ConfigError(f"model: the bench builds random-weight presets (preset:micro, preset:tiny, "
                           f"preset:small, preset:{LLADA_8B_PRESET}), got {name!r}")
     preset = name[len(PRESET_PREFIX):]
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if preset == LLADA_8B_PRESET:
-        shape = dict(LLADA_8B_SHAPE)
-        mask_id = shape.pop("mask_token_id")
+        from dlmtune.models.llada import LLaDAConfig, LLaDAForDiffusionLM
+
+        fields = dict(LLADA_8B_CONFIG, n_layers=layers or LLADA_8B_CONFIG["n_layers"])
         if vocab_size:
-            shape["vocab_size"] = vocab_size
-        llama = LlamaConfig(**shape, num_key_value_heads=32, max_position_embeddings=4096, is_causal=False,
-                            rope_theta=500000.0, tie_word_embeddings=False)
+            fields.update(vocab_size=vocab_size, embedding_size=vocab_size, mask_token_id=vocab_size - 1,
+                          eos_token_id=0, pad_token_id=0)
+        llada = LLaDAConfig(**fields)
         with torch.device(device):
             torch.manual_seed(seed)
-            model = LlamaForCausalLM(llama).to(getattr(torch, dtype))
-        return model, mask_id
+            model = LLaDAForDiffusionLM._from_config(llada, dtype=getattr(torch, dtype))
+        return model, llada.mask_token_id
     from dlmtune.models.presets import build_preset_model
     from dlmtune.tokenizer import build_tokenizer
 
     tokenizer = build_tokenizer()
-    model = build_preset_model(preset, tokenizer, seed=seed, vocab_size=vocab_size).to(getattr(torch, dtype))
-    return model.to(device), tokenizer.mask_token_id
+    model = build_preset_model(preset, tokenizer, seed=seed, vocab_size=vocab_size, layers=layers)
+    return model.to(getattr(torch, dtype)).to(device), tokenizer.mask_token_id
 
 
-def bench_model(config: TrainConfig, *, vocab_size: int | None = None,
-                device: str | torch.device | None = None) -> tuple[torch.nn.Module, int]:
+def bench_model(config: TrainConfig, *, vocab_size: int | None = None, device: str | torch.device | None = None,
+                layers: int | None = None) -> tuple[torch.nn.Module, int]:
     """The config's model (`build_model`, seeded by its `seed`) with its LoRA section and, when the training
     arguments ask for it, activation checkpointing; and its mask id."""
     model, mask_id = build_model(config.model.name_or_path, dtype=config.model.dtype or "float32",
-                                 vocab_size=vocab_size, seed=config.training.get("seed", 42), device=device)
+                                 vocab_size=vocab_size, seed=config.training.get("seed", 42), device=device,
+                                 layers=layers)
     if config.training.get("activation_checkpointing") or config.training.get("gradient_checkpointing"):
         model.activation_checkpointing_enable()
     return apply_lora_section(model, config), mask_id
@@ -190,7 +197,8 @@ class Rounds(TrainerCallback):
 
 
 def bench_train(config: TrainConfig, objectives: Sequence[str] = ("sft", "weft"), *, steps: int = 10, warmup: int = 2,
-                vocab_size: int | None = None, prompt_fraction: float = 0.25, measure_memory: bool = True) -> dict:
+                vocab_size: int | None = None, prompt_fraction: float = 0.25, measure_memory: bool = True,
+                layers: int | None = None) -> dict:
     """Train `steps` measured rounds after `warmup` rounds, each round one optimizer step per objective, and
     return the JSON-able result: per objective the median step time, tokens/s, peak memory and the ratios
     to `sft` (see the module docstring)."""
@@ -203,15 +211,15 @@ def bench_train(config: TrainConfig, objectives: Sequence[str] = ("sft", "weft")
         output_dir = config.training.get("output_dir") or scratch
         config = dataclasses.replace(config, training={**config.training, "max_steps": rounds * len(objectives),
                                                        "output_dir": output_dir})
-        return _bench(config, list(objectives), steps, warmup, vocab_size, prompt_fraction, memory_round)
+        return _bench(config, list(objectives), steps, warmup, vocab_size, prompt_fraction, memory_round, layers)
 
 
 def _bench(config: TrainConfig, objectives: list[str], steps: int, warmup: int, vocab_size: int | None,
-           prompt_fraction: float, memory_round: int | None) -> dict:
+           prompt_fraction: float, memory_round: int | None, layers: int | None) -> dict:
     on_gpu = torch.cuda.is_available()
     args = training_arguments(config)
     batch, seq_len = args.per_device_train_batch_size, config.data.max_length
-    model, mask_id = bench_model(config, vocab_size=vocab_size, device=args.device)
+    model, mask_id = bench_model(config, vocab_size=vocab_size, device=args.device, layers=layers)
     rows = random_rows(batch, seq_len, model.config.vocab_size, mask_id, prompt_fraction=prompt_fraction, seed=args.seed)
     collator = collator_for(config)
     built = {name: get_objective(name, config.objective, mask_id=mask_id) for name in objectives}
@@ -244,12 +252,21 @@ def _bench(config: TrainConfig, objectives: list[str], steps: int, warmup: int, 
     for entry in results.values():
         entry["ratio_to_sft"] = entry["step_time_s"] / base["step_time_s"] if base else None
         entry["mem_ratio_to_sft"] = entry["peak_mem_bytes"] / base["peak_mem_bytes"] if base and base["peak_mem_bytes"] else None
-    device = torch.cuda.get_device_name() if on_gpu else f"cpu ({torch.get_num_threads()} threads)"
     floor = flop_floor(model.config, batch=batch, seq_len=seq_len, prompt_fraction=prompt_fraction,
                        lora=config.lora is not None)
     return {"config": config.raw, "objectives_order": list(built), "steps": steps, "warmup": warmup,
             "vocab_size": model.config.vocab_size,
-            "prompt_fraction": prompt_fraction, "device": device, "torch": torch.__version__,
+            "prompt_fraction": prompt_fraction, **environment(model, on_gpu),
             "peak_mem_kind": "cuda.max_memory_allocated" if on_gpu else "CPU: weights + optimizer state + batch, plus the "
             "peak of live tensor bytes above them during one extra step (step_peak_bytes, dlmtune.memory)",
             "flop_floor_weft_over_sft": floor, "objectives": results}
+
+
+def environment(model, on_gpu: bool) -> dict:
+    """What the figures depend on: device, library versions, the attention kernel the model used."""
+    import transformers
+
+    return {"device": torch.cuda.get_device_name() if on_gpu else f"cpu ({torch.get_num_threads()} threads)",
+            "torch": torch.__version__, "transformers": transformers.__version__,
+            "attn_implementation": getattr(model.config, "_attn_implementation", None),
+            "parameters": sum(p.numel() for p in model.parameters())}

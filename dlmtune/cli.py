@@ -223,6 +223,10 @@ def bench_train_command(
     vocab_size: int | None = typer.Option(None, help="Override the preset's vocabulary size."),
     memory: bool = typer.Option(True, "--memory/--no-memory", help="Measure peak memory."),
     chunk_size: int = typer.Option(256, help="First-pass rows per LM-head chunk (objective.chunk_size)."),
+    activation_checkpointing: bool = typer.Option(False, "--activation-checkpointing/--no-activation-checkpointing",
+                                                  help="Recompute each layer in the backward."),
+    layers: int | None = typer.Option(None, help="Override the preset's layer count."),
+    device: str | None = typer.Option(None, help="cpu to stay off a GPU (default: cuda if available)."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the results as JSON here."),
 ) -> None:
     """Median step time, peak memory and tokens/s per objective, with ratios to sft from the same training
@@ -235,16 +239,57 @@ def bench_train_command(
                ("per_device_train_batch_size", batch), ("objective.chunk_size", chunk_size)]
     if lora:
         options += [("lora.r", lora_r), ("lora.alpha", 2 * lora_r)]
+    if activation_checkpointing:
+        options.append(("activation_checkpointing", True))
+    if device == "cpu":
+        options.append(("use_cpu", True))
     config = bench_config([*options, *parse_overrides(ctx.args)])
     result = bench_train(config, _split_csv(objectives), steps=steps, warmup=warmup, vocab_size=vocab_size,
-                         measure_memory=memory)
-    typer.echo(f"device: {result['device']}; FLOP floor weft/sft: {result['flop_floor_weft_over_sft']:.3f}")
+                         measure_memory=memory, layers=layers)
+    typer.echo(f"device: {result['device']}; attention: {result['attn_implementation']}; "
+               f"FLOP floor weft/sft: {result['flop_floor_weft_over_sft']:.3f}")
     typer.echo(f"{'objective':<18}{'step s':>10}{'tokens/s':>12}{'peak MiB':>11}{'time/sft':>10}{'mem/sft':>9}")
     for name, r in result["objectives"].items():
         mem_ratio = f"{r['mem_ratio_to_sft']:.3f}" if r["mem_ratio_to_sft"] else "-"
         time_ratio = f"{r['ratio_to_sft']:.3f}" if r["ratio_to_sft"] else "-"
         typer.echo(f"{name:<18}{r['step_time_s']:>10.4f}{r['tokens_per_s']:>12.0f}"
                    f"{r['peak_mem_bytes'] / 2**20:>11.1f}{time_ratio:>10}{mem_ratio:>9}")
+    if json_out:
+        write_json_atomic(json_out, result)
+
+
+@bench_app.command("sample")
+def bench_sample_command(
+    preset: str = typer.Option("tiny", help="micro, tiny, small, or llada-8b-shape (for a GPU)."),
+    dtype: str = typer.Option("float32", help="float32 or bfloat16."),
+    batch: str = typer.Option("1,8", help="Comma-separated batch sizes."),
+    prompt_len: int = typer.Option(128, help="Random prompt tokens per row."),
+    gen_length: int = typer.Option(256),
+    block_length: int = typer.Option(32),
+    steps: int = typer.Option(256, help="Diffusion steps (gen_length = one token per step)."),
+    threshold: float = typer.Option(0.9, help="Confidence threshold of the threshold and fast variants."),
+    variants: str = typer.Option("plain,prefix,dual,fast", help="Of plain, prefix, dual, threshold, fast."),
+    rounds: int = typer.Option(2, help="Timed decodes per variant and batch size (median reported)."),
+    layers: int | None = typer.Option(None, help="Override the preset's layer count."),
+    vocab_size: int | None = typer.Option(None, help="Override the preset's vocabulary size."),
+    device: str | None = typer.Option(None, help="cpu to stay off a GPU (default: cuda if available)."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the results as JSON here."),
+) -> None:
+    """Sampler speed on a random-weight model: tokens/s per variant and batch size, speed-up over plain."""
+    from dlmtune.bench_sampling import SampleBenchConfig, bench_sample
+    from dlmtune.io import write_json_atomic
+
+    config = SampleBenchConfig(preset=preset, dtype=dtype, device=device, layers=layers, vocab_size=vocab_size,
+                               batches=tuple(int(b) for b in _split_csv(batch)), prompt_len=prompt_len,
+                               gen_length=gen_length, block_length=block_length, steps=steps, threshold=threshold,
+                               variants=tuple(_split_csv(variants)), rounds=rounds)
+    result = bench_sample(config)
+    typer.echo(f"device: {result['device']}; attention: {result['attn_implementation']}")
+    typer.echo(f"{'batch':<7}{'variant':<10}{'s/call':>9}{'tokens/s':>11}{'forwards':>10}{'speed-up':>10}")
+    for size, per_batch in result["batches"].items():
+        for name, r in per_batch.items():
+            typer.echo(f"{size:<7}{name:<10}{r['seconds']:>9.3f}{r['tokens_per_s']:>11.1f}{r['forwards']:>10}"
+                       f"{r['speedup_over_plain']:>10.2f}")
     if json_out:
         write_json_atomic(json_out, result)
 

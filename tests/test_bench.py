@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+import torch
 from typer.testing import CliRunner
 
 from dlmtune.bench import RoundTrainer, bench_config, bench_train, build_model, flop_floor
@@ -125,3 +127,42 @@ def test_amortised_variants_skip_the_first_pass(monkeypatch):
         bench_train(micro(("data.max_length", 16)), ["sft", name], steps=8, warmup=0, measure_memory=False)
         counts[name] = calls["n"]
     assert counts == {"weft": 8, "weft-k4": 2, "gift-star": 1}
+
+
+def test_llada_8b_shape_is_dlmtunes_llada_at_the_official_config():
+    """Built on the meta device (shapes only): LLaDA-8B's 8.02B parameters, in the asked dtype, through
+    the native LLaDA class; `layers` keeps the layer shape and scales the depth."""
+    from dlmtune.models.llada import LLaDAForDiffusionLM
+
+    model, mask_id = build_model("preset:llada-8b-shape", dtype="bfloat16", device="meta")
+    assert isinstance(model, LLaDAForDiffusionLM) and mask_id == 126336
+    assert abs(sum(p.numel() for p in model.parameters()) - 8.0156e9) < 1e6
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    one, _ = build_model("preset:llada-8b-shape", dtype="bfloat16", device="meta", layers=1)
+    per_layer = 4 * 4096**2 + 3 * 4096 * 12288 + 2 * 4096
+    assert sum(p.numel() for p in model.parameters()) - sum(p.numel() for p in one.parameters()) == 31 * per_layer
+
+
+def test_bench_sample_cli_times_every_variant_and_batch(tmp_path):
+    out = tmp_path / "sample.json"
+    result = CliRunner().invoke(app, [
+        "bench", "sample", "--preset", "micro", "--batch", "1,2", "--prompt-len", "8", "--gen-length", "16",
+        "--block-length", "8", "--steps", "16", "--variants", "plain,dual,fast", "--rounds", "1", "--json", str(out),
+    ])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(out.read_text())
+    assert set(payload["batches"]) == {"1", "2"}
+    for size, per_batch in payload["batches"].items():
+        assert set(per_batch) == {"plain", "dual", "fast"}
+        assert per_batch["plain"]["speedup_over_plain"] == 1.0
+        for entry in per_batch.values():
+            assert entry["forwards"] == 16  # one token per step; a random model never passes the threshold
+            assert entry["tokens_per_s"] == pytest.approx(int(size) * 16 / entry["seconds"])
+    assert payload["attn_implementation"] and payload["transformers"]
+
+
+def test_bench_sample_rejects_an_unknown_variant():
+    from dlmtune.bench_sampling import SampleBenchConfig, bench_sample
+
+    with pytest.raises(ValueError, match="unknown sampler variant 'turbo'"):
+        bench_sample(SampleBenchConfig(preset="micro", variants=("plain", "turbo")))

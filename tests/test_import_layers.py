@@ -13,7 +13,7 @@ PACKAGE = Path(dlmtune.__file__).parent
 # Top to bottom. A module belongs to the first layer with a prefix matching its dotted name.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("cli", ("dlmtune.cli", "dlmtune.__main__", "dlmtune.errors")),
-    ("recipes", ("dlmtune.demo", "dlmtune.demo_rl", "dlmtune.train", "dlmtune.evaluate", "dlmtune.eval_runs", "dlmtune.rl", "dlmtune.bench",
+    ("recipes", ("dlmtune.demo", "dlmtune.demo_rl", "dlmtune.train", "dlmtune.evaluate", "dlmtune.eval_runs", "dlmtune.rl", "dlmtune.bench", "dlmtune.bench_sampling",
                  "dlmtune.report", "dlmtune.entropy_picture")),
     ("trainer", ("dlmtune.trainer", "dlmtune.nonfinite", "dlmtune.guards")),
     ("building blocks", ("dlmtune.objectives", "dlmtune.sampling", "dlmtune.data", "dlmtune.models")),

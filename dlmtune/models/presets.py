@@ -33,9 +33,10 @@ PRESETS: dict[str, Preset] = {
 }
 
 
-def preset_config(name: str, tokenizer: PreTrainedTokenizerBase, vocab_size: int | None = None) -> LlamaConfig:
+def preset_config(name: str, tokenizer: PreTrainedTokenizerBase, vocab_size: int | None = None,
+                  layers: int | None = None) -> LlamaConfig:
     """A bidirectional Llama config of preset `name` sized for `tokenizer` (or an explicit `vocab_size`,
-    which benchmarks use to price a large LM head)."""
+    which benchmarks use to price a large LM head; `layers` overrides the depth likewise)."""
     if name not in PRESETS:
         raise ValueError(f"unknown model preset {name!r}; known presets: {', '.join(PRESETS)}")
     p = PRESETS[name]
@@ -43,7 +44,7 @@ def preset_config(name: str, tokenizer: PreTrainedTokenizerBase, vocab_size: int
         vocab_size=vocab_size or len(tokenizer),
         hidden_size=p.hidden_size,
         intermediate_size=p.intermediate_size,
-        num_hidden_layers=p.num_hidden_layers,
+        num_hidden_layers=layers or p.num_hidden_layers,
         num_attention_heads=p.num_attention_heads,
         num_key_value_heads=p.num_attention_heads,
         max_position_embeddings=p.max_position_embeddings,
@@ -59,10 +60,11 @@ def preset_config(name: str, tokenizer: PreTrainedTokenizerBase, vocab_size: int
 
 
 def build_preset_model(
-    name: str, tokenizer: PreTrainedTokenizerBase, seed: int = 0, vocab_size: int | None = None
+    name: str, tokenizer: PreTrainedTokenizerBase, seed: int = 0, vocab_size: int | None = None,
+    layers: int | None = None,
 ) -> LlamaForCausalLM:
     """A freshly initialised preset model; the same seed gives the same weights."""
-    config = preset_config(name, tokenizer, vocab_size)
+    config = preset_config(name, tokenizer, vocab_size, layers)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return LlamaForCausalLM(config)

@@ -15,7 +15,9 @@ from typer.testing import CliRunner
 
 from dlmtune.cli import app
 from dlmtune.demo import DemoConfig, chance_levels, countdown_chance, finetune, resolve_config, run_demo
-from dlmtune.train import embedded_config, load_config, run_training
+from dlmtune.train import embedded_config
+
+from .bases import pretrain_micro_base
 
 T_975_DF1 = 12.706  # Student's t, two-sided 95%, one degree of freedom (two seeds)
 
@@ -29,10 +31,7 @@ def _cell(values: list[float]) -> str:
 @pytest.fixture(scope="module")
 def demo_out(tmp_path_factory):
     folder = tmp_path_factory.mktemp("demo")
-    base = folder / "base"
-    pretraining = {"output_dir": str(base), "model": "preset:micro", "data.synthetic_size": 32, "max_steps": 4,
-                   "per_device_train_batch_size": 8, "save_strategy": "no", "disable_tqdm": True}
-    run_training(load_config(embedded_config("pretrain-tiny"), list(pretraining.items())))
+    base = pretrain_micro_base(folder / "base", documents=32, steps=4)
     training = (("max_steps", 3), ("per_device_train_batch_size", 4), ("data.synthetic_size", 8), ("logging_steps", 1))
     config = DemoConfig(seeds=2, test_per_task=3, gen_length={"sudoku": 32, "countdown": 32}, eval_batch_size=8,
                         entropy_examples=4, workers=2, base=str(base), train_overrides=training)

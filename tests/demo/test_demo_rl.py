@@ -10,7 +10,8 @@ import pytest
 from dlmtune.demo import DemoConfig, run_demo
 from dlmtune.demo_rl import RLDemo, load_rl_runs, persistence_sentence
 from dlmtune.stats import mean_interval, paired_difference
-from dlmtune.train import embedded_config, load_config, run_training
+
+from .bases import pretrain_micro_base
 
 RL_SIZES = (("max_steps", 2), ("rl.num_iterations", 1), ("rl.max_completion_length", 32), ("rl.diffusion_steps", 16),
             ("per_device_train_batch_size", 6), ("rl.generation_batch_size", 6))
@@ -19,10 +20,7 @@ RL_SIZES = (("max_steps", 2), ("rl.num_iterations", 1), ("rl.max_completion_leng
 @pytest.fixture(scope="module")
 def rl_demo(tmp_path_factory):
     folder = tmp_path_factory.mktemp("demo-rl")
-    base = folder / "base"
-    pretraining = {"output_dir": str(base), "model": "preset:micro", "data.synthetic_size": 16, "max_steps": 2,
-                   "per_device_train_batch_size": 8, "save_strategy": "no", "disable_tqdm": True}
-    run_training(load_config(embedded_config("pretrain-tiny"), list(pretraining.items())))
+    base = pretrain_micro_base(folder / "base", documents=16, steps=2)
     training = (("max_steps", 2), ("per_device_train_batch_size", 4), ("data.synthetic_size", 8))
     config = DemoConfig(seeds=2, test_per_task=2, gen_length={"sudoku": 32, "countdown": 32}, eval_batch_size=8,
                         entropy_examples=2, workers=2, base=str(base), train_overrides=training)

@@ -159,12 +159,12 @@ class Rounds(TrainerCallback):
     on a GPU the peak of `max_memory_allocated` (synchronising around the step, so `StepTimer`, which runs
     after this callback, times the device's work), on the CPU in the memory round the live tensor bytes."""
 
-    def __init__(self, objectives: dict[str, Objective], timed: range, memory_round: int | None):
+    def __init__(self, objectives: dict[str, Objective], timed: range, memory_round: int | None, on_gpu: bool):
         self.trainer: DiffusionTrainer | None = None
         self.objectives = objectives
         self.names = list(objectives)
         self.timed, self.memory_round = timed, memory_round
-        self.on_gpu = torch.cuda.is_available()
+        self.on_gpu = on_gpu
         self.peaks: dict[str, int] = dict.fromkeys(objectives, 0)
         self.step_peaks: dict[str, int] = {}
         self._index = 0
@@ -204,26 +204,25 @@ def bench_train(config: TrainConfig, objectives: Sequence[str] = ("sft", "weft")
     to `sft` (see the module docstring)."""
     if steps < 1 or warmup < 0 or not objectives:
         raise ConfigError(f"bench: need steps >= 1, warmup >= 0 and an objective, got {steps}, {warmup}, {objectives}")
-    on_gpu = torch.cuda.is_available()
+    on_gpu = torch.cuda.is_available() and not config.training.get("use_cpu")  # the Trainer's own device choice
     memory_round = warmup + steps if measure_memory and not on_gpu else None
     rounds = warmup + steps + (memory_round is not None)
     with tempfile.TemporaryDirectory(prefix="dlmtune-bench-") as scratch:
         output_dir = config.training.get("output_dir") or scratch
         config = dataclasses.replace(config, training={**config.training, "max_steps": rounds * len(objectives),
                                                        "output_dir": output_dir})
-        return _bench(config, list(objectives), steps, warmup, vocab_size, prompt_fraction, memory_round, layers)
+        return _bench(config, list(objectives), steps, warmup, vocab_size, prompt_fraction, memory_round, layers, on_gpu)
 
 
 def _bench(config: TrainConfig, objectives: list[str], steps: int, warmup: int, vocab_size: int | None,
-           prompt_fraction: float, memory_round: int | None, layers: int | None) -> dict:
-    on_gpu = torch.cuda.is_available()
+           prompt_fraction: float, memory_round: int | None, layers: int | None, on_gpu: bool) -> dict:
     args = training_arguments(config)
     batch, seq_len = args.per_device_train_batch_size, config.data.max_length
     model, mask_id = bench_model(config, vocab_size=vocab_size, device=args.device, layers=layers)
     rows = random_rows(batch, seq_len, model.config.vocab_size, mask_id, prompt_fraction=prompt_fraction, seed=args.seed)
     collator = collator_for(config)
     built = {name: get_objective(name, config.objective, mask_id=mask_id) for name in objectives}
-    callback = Rounds(built, range(warmup, warmup + steps), memory_round)
+    callback = Rounds(built, range(warmup, warmup + steps), memory_round, on_gpu)
     trainer = RoundTrainer(model=model, args=args, train_dataset=rows, data_collator=collator,
                            objective=built[objectives[0]], callbacks=[callback], per_round=len(built))
     callback.trainer = trainer

@@ -241,6 +241,9 @@ def bench_train_command(
         options += [("lora.r", lora_r), ("lora.alpha", 2 * lora_r)]
     if activation_checkpointing:
         options.append(("activation_checkpointing", True))
+    if device not in (None, "cpu", "cuda"):
+        raise typer.BadParameter(f"got {device!r}; the trainer picks cuda when there is one, so pass cpu to stay "
+                                 "off it, or cuda", param_hint="--device")
     if device == "cpu":
         options.append(("use_cpu", True))
     config = bench_config([*options, *parse_overrides(ctx.args)])

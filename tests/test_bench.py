@@ -40,6 +40,18 @@ def test_bench_train_cli_writes_the_documented_json(tmp_path):
     assert "weft" in result.output and "time/sft" in result.output
 
 
+def test_bench_device_cpu_stays_on_the_cpu_and_other_devices_are_refused(tmp_path):
+    out = tmp_path / "bench.json"
+    common = ["bench", "train", "--preset", "micro", "--seq-len", "16", "--batch", "2", "--steps", "1", "--warmup", "0",
+              "--no-memory", "--json", str(out)]
+    result = CliRunner().invoke(app, [*common, "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(out.read_text())
+    assert payload["config"]["use_cpu"] is True and payload["device"].startswith("cpu")
+    refused = CliRunner().invoke(app, [*common, "--device", "mps"])
+    assert refused.exit_code != 0 and "--device" in refused.output and "'mps'" in refused.output
+
+
 def test_the_timed_steps_are_the_trainers(monkeypatch):
     """Every optimizer step runs through DiffusionTrainer.training_step, objectives in rotation, and the
     reported medians are the trainer's StepTimer times of the measured rounds."""

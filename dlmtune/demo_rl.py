@@ -153,13 +153,6 @@ def plot_reward_curves(runs: list[dict[str, Any]], num_iterations: int, path: st
     save_figure(fig, path)
 
 
-def _fmt(stat: dict[str, Any], signed: bool = False) -> str:
-    sign = "+" if signed else ""
-    if stat["low"] is None:
-        return f"{100 * stat['mean']:{sign}.1f}"
-    return f"{100 * stat['mean']:{sign}.1f} [{100 * stat['low']:{sign}.1f}, {100 * stat['high']:{sign}.1f}]"
-
-
 def persistence_sentence(after: dict[str, Any], before: dict[str, Any] | None) -> str:
     """Whether the WeFT start stays ahead after RL, in words, from the paired difference's interval."""
     was = "" if before is None else f" (before RL: {100 * before['mean']:+.1f} points)"
@@ -174,15 +167,20 @@ def persistence_sentence(after: dict[str, Any], before: dict[str, Any] | None) -
 
 
 def _paired(runs: list[dict[str, Any]], key: str) -> dict[str, Any] | None:
-    by = {(r["objective"], r["seed"]): r[key] for r in runs}
-    seeds = sorted(s for o, s in by if o == "weft" and ("sft", s) in by)
+    from dlmtune.report import seeded_runs
+
+    by_objective = seeded_runs(runs)
+    weft, sft = by_objective.get("weft", {}), by_objective.get("sft", {})
+    seeds = sorted(set(weft) & set(sft))
     if not seeds:
         return None
-    return paired_difference([by["weft", s] for s in seeds], [by["sft", s] for s in seeds])
+    return paired_difference([weft[s][key] for s in seeds], [sft[s][key] for s in seeds])
 
 
 def rl_report_section(rl: RLDemo, out: str | Path) -> list[str]:
     """The report's RL section (markdown lines), from OUT/runs/rl; draws OUT/rl_reward.png."""
+    from dlmtune.report import format_interval
+
     out = Path(out)
     runs = load_rl_runs(out)
     if not runs:
@@ -202,19 +200,20 @@ def rl_report_section(rl: RLDemo, out: str | Path) -> list[str]:
              f"{o['rl.num_iterations']} inner updates per rollout, learning rate {o['learning_rate']}, the RL seed "
              f"being the fine-tuning seed (so sft and weft of one seed are paired). Sizes: rollouts took {share} of "
              f"an RL run's time, and one run took {min(seconds):.0f}-{max(seconds):.0f} s (RL and evaluation summed over "
-             f"the run files: {total:.0f} s); the sizes are chosen so that all runs fit the demo's budget of 20 "
-             "minutes on 2 cores with the fine-tuning (3 with --quick). That is far less RL than the papers ran, so this shows the "
+             f"the run files: {total:.0f} s). The sizes aim at the demo's budget with the fine-tuning, 20 minutes on "
+             "2 cores (3 with --quick); the seconds above, not the aim, say whether this machine met it. That is far less "
+             "RL than the papers ran, so this shows the "
              "pipeline end to end on a toy scale rather than testing the papers' claim.", "",
              "![reward curves](rl_reward.png)", "",
              "| start | seeds | Sudoku before RL | Sudoku after RL | RL s (mean) |", "|---|---|---|---|---|"]
     for objective in sorted({r["objective"] for r in runs}):
         group = [r for r in runs if r["objective"] == objective]
-        lines.append(f"| {objective} | {len(group)} | {_fmt(mean_interval([r['accuracy_before'] for r in group]))} | "
-                     f"{_fmt(mean_interval([r['accuracy_after'] for r in group]))} | "
+        lines.append(f"| {objective} | {len(group)} | {format_interval(mean_interval([r['accuracy_before'] for r in group]))} | "
+                     f"{format_interval(mean_interval([r['accuracy_after'] for r in group]))} | "
                      f"{sum(r['rl_seconds'] for r in group) / len(group):.0f} |")
     lines += ["", "Held-out Sudoku cell accuracy in %, mean [95% t-interval] over seeds, the demo's evaluation.", ""]
     after, before = _paired(runs, "accuracy_after"), _paired(runs, "accuracy_before")
     if after is not None:
-        lines += [f"Paired weft - sft after RL: {_fmt(after, signed=True)} points over {after['n']} seed(s).", "",
+        lines += [f"Paired weft - sft after RL: {format_interval(after, signed=True)} points over {after['n']} seed(s).", "",
                   persistence_sentence(after, before), ""]
     return lines

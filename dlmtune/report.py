@@ -44,10 +44,13 @@ def summarize(runs: list[dict[str, Any]], tasks: Sequence[str]) -> dict[str, Any
     return summary
 
 
-def _fmt(stat: dict[str, Any]) -> str:
+def format_interval(stat: dict[str, Any], signed: bool = False) -> str:
+    """A `dlmtune.stats.mean_interval` in percent: "mean [low, high]", or the mean alone without an interval;
+    `signed` writes "+" on positive numbers (differences)."""
+    spec = "+.1f" if signed else ".1f"
     if stat["low"] is None:
-        return f"{100 * stat['mean']:.1f}"
-    return f"{100 * stat['mean']:.1f} [{100 * stat['low']:.1f}, {100 * stat['high']:.1f}]"
+        return f"{100 * stat['mean']:{spec}}"
+    return f"{100 * stat['mean']:{spec}} [{100 * stat['low']:{spec}}, {100 * stat['high']:{spec}}]"
 
 
 def accuracy_table(summary: dict[str, Any], chance: dict[str, float], tasks: Sequence[str]) -> str:
@@ -58,7 +61,7 @@ def accuracy_table(summary: dict[str, Any], chance: dict[str, float], tasks: Seq
         "| chance | - | " + " | ".join(f"{100 * chance[t]:.1f}" for t in tasks) + " | - |",
     ]
     for name, row in summary.items():
-        cells = " | ".join(_fmt(row["accuracy"][t]) for t in tasks)
+        cells = " | ".join(format_interval(row["accuracy"][t]) for t in tasks)
         seconds = f"{row['train_seconds']:.1f}" if row["train_seconds"] is not None else "-"
         lines.append(f"| {name} | {len(row['seeds']) or '-'} | {cells} | {seconds} |")
     return "\n".join(lines) + "\n"
@@ -78,17 +81,24 @@ def verdicts(summary: dict[str, Any], chance: dict[str, float], tasks: Sequence[
                 clear = "one seed, no interval"
             else:
                 clear = "clearly above" if stat["low"] > floor else "NOT clearly above"
-            lines.append(f"{name} on {task}: {_fmt(stat)} vs base/chance {100 * floor:.1f} ({clear}).")
+            lines.append(f"{name} on {task}: {format_interval(stat)} vs base/chance {100 * floor:.1f} ({clear}).")
     return lines
+
+
+def seeded_runs(runs: list[dict[str, Any]]) -> dict[str, dict[int, dict[str, Any]]]:
+    """The fine-tuned runs (those with a training seed) by objective, then seed: the pairing of the paired
+    statistics."""
+    by_objective: dict[str, dict[int, dict[str, Any]]] = {}
+    for run in runs:
+        if run.get("seed") is not None:
+            by_objective.setdefault(run["objective"], {})[run["seed"]] = run
+    return by_objective
 
 
 def paired_differences(runs: list[dict[str, Any]], tasks: Sequence[str], baseline: str = "sft") -> dict[str, Any]:
     """Per objective other than the baseline, per task: the paired difference objective - baseline over the
     seeds both ran (same seed = same data order and initial weights), as `dlmtune.stats.paired_difference`."""
-    by_objective: dict[str, dict[int, dict[str, Any]]] = {}
-    for run in runs:
-        if run.get("seed") is not None:
-            by_objective.setdefault(run["objective"], {})[run["seed"]] = run
+    by_objective = seeded_runs(runs)
     reference = by_objective.get(baseline, {})
     result = {}
     for name, seeds in by_objective.items():
@@ -130,16 +140,13 @@ def paired_noise(runs: list[dict[str, Any]], tasks: Sequence[str], differences: 
     standard error over test items of the per-item difference averaged over the paired seeds (cell-weighted
     for Sudoku: `dlmtune.stats.ratio_mean_se`), i.e. how far another test set of the same size would move it;
     and seed noise, sd over seeds / sqrt(seeds), how far other training seeds would move it. Needs the run
-    files' `item_scores`; a pair without them is left out."""
-    by_objective: dict[str, dict[int, dict[str, Any]]] = {}
-    for run in runs:
-        if run.get("seed") is not None and run.get("item_scores"):
-            by_objective.setdefault(run["objective"], {})[run["seed"]] = run
+    files' `item_scores`; a comparison with a run lacking them is left out."""
+    by_objective = seeded_runs(runs)
     reference = by_objective.get(baseline, {})
     result: dict[str, Any] = {}
     for name, per_task in differences.items():
-        common = sorted(set(by_objective.get(name, {})) & set(reference))
-        if not common:
+        common = sorted(set(by_objective[name]) & set(reference))  # the seeds of the difference
+        if not all(run.get("item_scores") for s in common for run in (by_objective[name][s], reference[s])):
             continue
         result[name] = {}
         for task in tasks:
@@ -149,7 +156,7 @@ def paired_noise(runs: list[dict[str, Any]], tasks: Sequence[str], differences: 
             _, item_se = ratio_mean_se(gains, [total for _, total in pairs[0][1]])
             sd = per_task[task]["sd"]
             result[name][task] = {"items": len(gains), "seeds": len(common), "item_se": item_se,
-                                  "seed_se": None if sd is None else sd / math.sqrt(len(common))}
+                                  "seed_se": None if sd is None else sd / math.sqrt(per_task[task]["n"])}
     return result
 
 

@@ -30,6 +30,7 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 from transformers import TrainerCallback
+from transformers.utils import logging as hf_logging
 
 from dlmtune.data import load_records
 from dlmtune.io import write_json_atomic
@@ -157,7 +158,7 @@ def logged_losses(folder: Path) -> list[tuple[int, float]]:
 def finetune(config: DemoConfig, objective: str, seed: int, folder: Path, on_step: Callable[[], None]) -> dict[str, Any]:
     """Train one run into `folder` (a `dlmtune train` output folder); returns the run's training record."""
     train_config = run_train_config(config, objective, seed, folder)
-    summary = run_training(train_config, callbacks=[StepReport(on_step)])
+    summary = run_training(train_config, callbacks=[StepReport(on_step)], quiet=True)
     return {"train_seconds": summary["train_runtime_s"], "loss_curve": logged_losses(folder),
             "train_output": str(folder), "train_config": train_config.raw}
 
@@ -256,6 +257,7 @@ def execute_run(config: DemoConfig, train: list[dict[str, str]], test: dict[str,
     from dlmtune.entropy_picture import picture_for_examples
 
     torch.set_num_threads(1)
+    hf_logging.disable_progress_bar()  # the demo's own bar says what runs; one per weight loading would not
     name = run_name(objective, seed)
     units = work_units(config, test, objective)
     tell = report or (lambda _name, _units: None)

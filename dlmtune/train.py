@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
-from transformers import TrainerCallback
+from transformers import PrinterCallback, TrainerCallback
 
 from dlmtune.config import (
     ConfigError,
@@ -193,18 +193,19 @@ def precompute_entropies(trainer: DiffusionTrainer, dataset, collator, fingerpri
             objective.cache.save(path, metadata=key)
 
 
-def run_training(config: TrainConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[str, Any]:
+def run_training(config: TrainConfig, callbacks: Sequence[TrainerCallback] = (), quiet: bool = False) -> dict[str, Any]:
     """Train as configured; returns the summary also written to OUTPUT_DIR/train_summary.json (with
     `already_finished` when a resumed run had nothing left to do). The output folder is guarded and the
     resolved config written first (`dlmtune.guards`). `callbacks` are extra `TrainerCallback`s (e.g. the
-    demo's progress bar)."""
+    demo's progress bar); `quiet` keeps the log records off stdout (they still go to log.jsonl), for a
+    caller that draws its own progress."""
     args = training_arguments(config)
     main = args.process_index == 0
     with output_dir_lock(args.output_dir, enabled=main):
         plan = decided_on_main(args, lambda: _plan_run(config, args))
         if plan.finished is not None:
             return {**plan.finished, "already_finished": True}
-        return _train(config, args, plan, callbacks)
+        return _train(config, args, plan, callbacks, quiet)
 
 
 def _plan_run(config: TrainConfig, args: DiffusionTrainingArguments) -> RunPlan:
@@ -252,7 +253,7 @@ def _saved_resolved_config(path: Path) -> dict[str, Any]:
 
 
 def _train(config: TrainConfig, args: DiffusionTrainingArguments, plan: RunPlan,
-           callbacks: Sequence[TrainerCallback]) -> dict[str, Any]:
+           callbacks: Sequence[TrainerCallback], quiet: bool) -> dict[str, Any]:
     model, tokenizer, spec = build_model(config)
     with args.main_process_first(desc="tokenising"):
         dataset, data_report = build_sft_dataset(tokenizer, config.data)
@@ -261,6 +262,8 @@ def _train(config: TrainConfig, args: DiffusionTrainingArguments, plan: RunPlan,
                               shift_logits=spec.shift_logits)
     trainer = DiffusionTrainer(model=model, args=args, train_dataset=dataset, data_collator=collator,
                                processing_class=tokenizer, objective=objective, callbacks=list(callbacks))
+    if quiet:
+        trainer.remove_callback(PrinterCallback)  # added by the Trainer when its progress bar is off
     if trainer.is_world_process_zero():
         logger.info("data: %s", data_report)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)

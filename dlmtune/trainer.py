@@ -63,6 +63,16 @@ class DiffusionTrainingArguments(TrainingArguments):
         metadata={"help": "Resume even when the config differs from the checkpoints' in a way that changes "
                   "the result (the differences are listed either way)."})
 
+    torch_compile_regional: bool = field(
+        default=True,
+        metadata={"help": "With torch_compile: compile the repeated transformer blocks once and reuse the "
+                  "result for every block (accelerate's regional compilation), not the whole model: a "
+                  "fraction of the compile time (the blocks hold the element-wise ops compiling fuses)."})
+    torch_compile_dynamic: bool = field(
+        default=True,
+        metadata={"help": "With torch_compile: compile for dynamic shapes. dLLM batches differ in length "
+                  "(group_by_length, the masked first pass), and static shapes recompile for each one."})
+
     def __post_init__(self) -> None:
         check_training_ranges(self)
         super().__post_init__()
@@ -150,6 +160,16 @@ class DiffusionTrainer(Trainer):
         self.loss_is_scaled_for_ga = False  # the objective returns a mean; the Trainer divides by accumulation
         self._metrics: dict[str, list[torch.Tensor]] = defaultdict(list)
         self._micro = (-1, 0)  # (global step, micro-batches seen in it)
+
+    def _build_accelerator_args(self, **kwargs) -> dict[str, Any]:
+        """The Trainer's accelerator arguments, with torch_compile made regional and dynamic as configured
+        (the Trainer's own plugin leaves both off)."""
+        args = super()._build_accelerator_args(**kwargs)
+        plugin = args.get("dynamo_plugin")
+        if plugin is not None and self.args.torch_compile:
+            plugin.use_regional_compilation = getattr(self.args, "torch_compile_regional", True)
+            plugin.dynamic = getattr(self.args, "torch_compile_dynamic", True)
+        return args
 
     # --- the loss ------------------------------------------------------------------------------------
     def next_generator(self) -> torch.Generator:

@@ -88,3 +88,40 @@ def test_gift_star_precomputes_once_and_reuses_the_file(tmp_path):
     assert cache.stat().st_size > 0
     train(tmp_path, objective="gift-star", max_steps=2, overwrite_output_dir=True)  # a new run, same folder
     assert cache.stat().st_mtime_ns == stamp, "a second run on the same data and model reuses the entropies"
+
+
+@pytest.mark.parametrize("regional,dynamic", [(True, True), (False, False)])
+def test_torch_compile_is_regional_and_dynamic_as_configured(micro_model, tmp_path, regional, dynamic):
+    """dLLM batches change length every step: the Trainer's plugin (whole model, static shapes) would
+    recompile for each; DiffusionTrainer's compiles the repeated blocks for dynamic shapes unless told not to."""
+    from dlmtune.objectives import get_objective
+    from dlmtune.trainer import DiffusionTrainer, DiffusionTrainingArguments
+
+    args = DiffusionTrainingArguments(output_dir=str(tmp_path), torch_compile=True, torch_compile_regional=regional,
+                                      torch_compile_dynamic=dynamic, use_cpu=True, report_to="none")
+    trainer = DiffusionTrainer(model=micro_model, args=args, objective=get_objective("sft", mask_id=0))
+    plugin = trainer.accelerator.state.dynamo_plugin
+    assert plugin.backend.value.lower() == "inductor"
+    assert plugin.use_regional_compilation is regional and plugin.dynamic is dynamic
+
+
+@pytest.mark.slow
+def test_compiled_training_follows_the_eager_run(tmp_path):
+    """Compiling changes rounding only: the same run's losses agree to a few parts in a thousand."""
+    eager, compiled = tmp_path / "eager", tmp_path / "compiled"
+    train(eager)
+    train(compiled, torch_compile=True)
+    losses = [[r["loss"] for r in map(json.loads, (out / "log.jsonl").read_text().splitlines()) if "loss" in r]
+              for out in (eager, compiled)]
+    assert len(losses[0]) == 8 and losses[0] == pytest.approx(losses[1], rel=5e-3)
+
+
+def test_quiet_keeps_log_records_off_stdout_but_in_the_log(tmp_path, capsys):
+    """The demo draws its own progress bar: `quiet` drops the Trainer's printed records, not log.jsonl's."""
+    train(tmp_path / "loud")
+    loud = capsys.readouterr().out
+    run_training(load_config(None, micro_overrides(tmp_path / "quiet")), quiet=True)
+    quiet = capsys.readouterr().out
+    assert "'loss'" in loud and "'loss'" not in quiet
+    records = [json.loads(line) for line in (tmp_path / "quiet" / "log.jsonl").read_text().splitlines()]
+    assert sum("loss" in r for r in records) == 8

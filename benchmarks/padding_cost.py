@@ -25,7 +25,7 @@ def main(path: str) -> None:
     config = load_config(path, [("output_dir", "unused")])
     _, tokenizer, _ = load_model(config.model.name_or_path)
     dataset, _ = build_sft_dataset(tokenizer, config.data)
-    collate = DiffusionDataCollator.from_config(tokenizer, config.data)
+    collate = DiffusionDataCollator.from_config(config.data, tokenizer.eos_token_id)
     batch_size, seed = config.training["per_device_train_batch_size"], config.training["seed"]
     sampler = LengthGroupedSampler(batch_size, lengths=dataset["length"], generator=torch.Generator().manual_seed(seed))
     order = list(sampler)

@@ -119,10 +119,9 @@ def random_rows(rows: int, seq_len: int, vocab_size: int, mask_id: int, *, promp
 
 
 def collator_for(config: TrainConfig) -> DiffusionDataCollator:
-    """The data section's collator (with `pad_to: max_length` every answer ends at the row's end)."""
-    data = config.data
-    return DiffusionDataCollator(pad_token_id=0, pad_to=data.pad_to, max_length=data.max_length,
-                                 train_on_padding=data.train_on_padding, answer_pad_multiple=data.answer_pad_multiple)
+    """The data section's collator, padding with id 0 like `random_rows` (with `pad_to: max_length` every
+    answer ends at the row's end)."""
+    return DiffusionDataCollator.from_config(config.data, pad_token_id=0)
 
 
 def flop_floor(model_config, *, batch: int, seq_len: int, prompt_fraction: float, lora: bool) -> float:

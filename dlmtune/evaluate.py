@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import statistics
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -44,7 +45,7 @@ from dlmtune.config import flatten
 from dlmtune.io import append_jsonl, drop_torn_tail, write_json_atomic, write_text_atomic
 from dlmtune.models.spec import DLMSpec
 from dlmtune.sampling import check_schedule, decode_completions, generate
-from dlmtune.stats import mean_interval, standard_error
+from dlmtune.stats import standard_error
 from dlmtune.tasks import get_task
 from dlmtune.tasks.base import Score
 from dlmtune.tasks.protocols.columns import COLUMNS, column_accuracies, disagreements, score_columns
@@ -267,8 +268,8 @@ def aggregate(out_dir: Path, task_items: dict[str, list[dict]], seeds: Sequence[
             summary["timed_out"] = sum(bool(r.get("timed_out")) for r in kept)
             per_seed[str(seed)] = summary
         accuracies = [s["accuracy"] for s in per_seed.values() if s["n"]]
-        mean, stderr = (mean_interval(accuracies)["mean"], standard_error(accuracies)) if accuracies else (math.nan, math.nan)
-        columns = {c: mean_interval([s["columns"][c] for s in per_seed.values()])["mean"] for c in COLUMNS}
+        mean, stderr = (statistics.fmean(accuracies), standard_error(accuracies)) if accuracies else (math.nan, math.nan)
+        columns = {c: statistics.fmean(s["columns"][c] for s in per_seed.values()) for c in COLUMNS}
         results[task_name] = {"per_seed": per_seed, "mean": mean, "stderr": stderr, "n_items": len(items),
                               "columns": columns, "timed_out": sum(s["timed_out"] for s in per_seed.values())}
     return results

@@ -257,7 +257,7 @@ def _train(config: TrainConfig, args: DiffusionTrainingArguments, plan: RunPlan,
     model, tokenizer, spec = build_model(config)
     with args.main_process_first(desc="tokenising"):
         dataset, data_report = build_sft_dataset(tokenizer, config.data)
-    collator = DiffusionDataCollator.from_config(tokenizer, config.data)
+    collator = DiffusionDataCollator.from_config(config.data, tokenizer.eos_token_id)
     objective = get_objective(config.objective_name, config.objective, mask_id=spec.mask_token_id,
                               shift_logits=spec.shift_logits)
     trainer = DiffusionTrainer(model=model, args=args, train_dataset=dataset, data_collator=collator,

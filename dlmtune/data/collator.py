@@ -43,10 +43,10 @@ class DiffusionDataCollator:
             raise ValueError(f"answer_pad_multiple: must be >= 1, got {self.answer_pad_multiple}")
 
     @classmethod
-    def from_config(cls, tokenizer: Any, config: DataConfig, pad_to_multiple_of: int | None = None) -> DiffusionDataCollator:
-        """The collator matching a data config; pads with the tokenizer's EOS (as LLaDA does)."""
+    def from_config(cls, config: DataConfig, pad_token_id: int, pad_to_multiple_of: int | None = None) -> DiffusionDataCollator:
+        """The collator matching a data config, padding with `pad_token_id` (the tokenizer's EOS, as LLaDA does)."""
         return cls(
-            pad_token_id=tokenizer.eos_token_id,
+            pad_token_id=pad_token_id,
             pad_to=config.pad_to,
             max_length=config.max_length,
             pad_to_multiple_of=pad_to_multiple_of,

@@ -31,7 +31,6 @@ def make_splits(task: str, n_train: int, n_val: int, n_test: int, seed: int) -> 
     return {"test": items[:n_test], "val": items[n_test : n_test + n_val], "train": items[n_test + n_val :]}
 
 
-
 @functools.lru_cache(maxsize=8)
 def _generated(task: str, count: int, seed: int) -> tuple[dict, ...]:
     """The generators are deterministic and slow (Sudoku's checks every puzzle's solution is unique): a

@@ -83,7 +83,7 @@ def test_from_config_on_built_dataset(tokenizer):
                         train_on_padding=False)
     dataset, _ = build_sft_dataset(tokenizer, config)
     rows = [dataset[i] for i in range(4)]
-    batch = DiffusionDataCollator.from_config(tokenizer, config)(rows)
+    batch = DiffusionDataCollator.from_config(config, tokenizer.eos_token_id)(rows)
     assert batch["input_ids"].shape == (4, 256)
     for row, ids, answer, attention in zip(rows, batch["input_ids"], batch["answer_mask"], batch["attention_mask"],
                                           strict=True):

@@ -12,7 +12,7 @@ from dlmtune.objectives import beta_reference, entropy_beta, get_objective
 def _examples(tokenizer):
     config = DataConfig("synthetic:sudoku,countdown", synthetic_size=4, synthetic_seed=1)
     dataset, _ = build_sft_dataset(tokenizer, config)
-    return [dataset[i] for i in range(len(dataset))], DiffusionDataCollator.from_config(tokenizer, config)
+    return [dataset[i] for i in range(len(dataset))], DiffusionDataCollator.from_config(config, tokenizer.eos_token_id)
 
 
 def test_first_pass_is_the_same_alone_and_in_a_mixed_batch(micro_model, tokenizer):

@@ -31,6 +31,7 @@ from transformers import Trainer, TrainerCallback, TrainerState, TrainingArgumen
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_callback import ExportableState
 
+from dlmtune.data.sampler import ShuffledLengthGroupedSampler
 from dlmtune.io import write_text_atomic
 from dlmtune.nonfinite import MODES, NonFiniteGuard
 from dlmtune.objectives import Objective
@@ -63,6 +64,12 @@ class DiffusionTrainingArguments(TrainingArguments):
         metadata={"help": "Resume even when the config differs from the checkpoints' in a way that changes "
                   "the result (the differences are listed either way)."})
 
+    shuffle_length_groups: bool = field(
+        default=True,
+        metadata={"help": "With train_sampling_strategy group_by_length: batches of similar length in random "
+                  "order (dlmtune.data.sampler). False: transformers' LengthGroupedSampler, whose batches run "
+                  "longest to shortest within each megabatch of up to 50, so data whose kinds differ in "
+                  "length is trained one kind after another."})
     torch_compile_regional: bool = field(
         default=True,
         metadata={"help": "With torch_compile: compile the repeated transformer blocks once and reuse the "
@@ -170,6 +177,14 @@ class DiffusionTrainer(Trainer):
             plugin.use_regional_compilation = getattr(self.args, "torch_compile_regional", True)
             plugin.dynamic = getattr(self.args, "torch_compile_dynamic", True)
         return args
+
+    def _get_train_sampler(self, train_dataset=None):
+        """Length-grouped batches in random order for group_by_length (see `shuffle_length_groups`)."""
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        grouped = self.args.train_sampling_strategy == "group_by_length" and self.args.shuffle_length_groups
+        if not grouped or dataset is None or "length" not in getattr(dataset, "column_names", ()):
+            return super()._get_train_sampler(train_dataset)
+        return ShuffledLengthGroupedSampler(dataset["length"], self._train_batch_size, seed=self.args.seed)
 
     # --- the loss ------------------------------------------------------------------------------------
     def next_generator(self) -> torch.Generator:

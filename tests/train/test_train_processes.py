@@ -24,6 +24,7 @@ data: {{source: "synthetic:countdown", synthetic_size: 48, max_length: 128}}
 objective: {{name: weft, beta_refresh_every: 2}}
 max_steps: {steps}
 per_device_train_batch_size: 8
+train_sampling_strategy: group_by_length
 learning_rate: 3.0e-3
 logging_steps: 1
 save_steps: 4

@@ -90,6 +90,31 @@ def test_gift_star_precomputes_once_and_reuses_the_file(tmp_path):
     assert cache.stat().st_mtime_ns == stamp, "a second run on the same data and model reuses the entropies"
 
 
+@pytest.mark.parametrize("shuffled", [True, False])
+def test_group_by_length_batches_come_in_random_order_unless_told(micro_model, tokenizer, tmp_path, shuffled):
+    """group_by_length gives dlmtune's length-grouped batches in random order (transformers' own sweeps
+    from long to short batches inside each megabatch); shuffle_length_groups=False gives transformers'."""
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    from dlmtune.data import build_sft_dataset
+    from dlmtune.data.sampler import ShuffledLengthGroupedSampler
+    from dlmtune.objectives import get_objective
+    from dlmtune.trainer import DiffusionTrainer, DiffusionTrainingArguments
+
+    config = load_config(None, micro_overrides(tmp_path)).data
+    dataset, _ = build_sft_dataset(tokenizer, config)
+    args = DiffusionTrainingArguments(output_dir=str(tmp_path), train_sampling_strategy="group_by_length",
+                                      shuffle_length_groups=shuffled, per_device_train_batch_size=8, seed=4,
+                                      use_cpu=True, report_to="none")
+    trainer = DiffusionTrainer(model=micro_model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                               objective=get_objective("sft", mask_id=tokenizer.mask_token_id))
+    sampler = trainer._get_train_sampler()
+    assert isinstance(sampler, ShuffledLengthGroupedSampler if shuffled else LengthGroupedSampler)
+    if shuffled:
+        assert (sampler.batch_size, sampler.seed) == (8, 4)
+        assert list(sampler) == list(ShuffledLengthGroupedSampler(dataset["length"], 8, seed=4))
+
+
 @pytest.mark.parametrize("regional,dynamic", [(True, True), (False, False)])
 def test_torch_compile_is_regional_and_dynamic_as_configured(micro_model, tmp_path, regional, dynamic):
     """dLLM batches change length every step: the Trainer's plugin (whole model, static shapes) would

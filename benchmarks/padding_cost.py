@@ -13,10 +13,8 @@ from __future__ import annotations
 import statistics
 import sys
 
-import torch
-from transformers.trainer_pt_utils import LengthGroupedSampler
-
 from dlmtune.data import DiffusionDataCollator, build_sft_dataset
+from dlmtune.data.sampler import ShuffledLengthGroupedSampler
 from dlmtune.models.loading import load_model
 from dlmtune.train import embedded_config, load_config
 
@@ -27,8 +25,7 @@ def main(path: str) -> None:
     dataset, _ = build_sft_dataset(tokenizer, config.data)
     collate = DiffusionDataCollator.from_config(config.data, tokenizer.eos_token_id)
     batch_size, seed = config.training["per_device_train_batch_size"], config.training["seed"]
-    sampler = LengthGroupedSampler(batch_size, lengths=dataset["length"], generator=torch.Generator().manual_seed(seed))
-    order = list(sampler)
+    order = list(ShuffledLengthGroupedSampler(dataset["length"], batch_size, seed=seed))
     former = {"width": [], "attended": [], "answer": []}
     now = {"width": [], "attended": [], "answer": []}
     for first in range(0, len(order) - batch_size + 1, batch_size):

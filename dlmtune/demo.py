@@ -193,24 +193,16 @@ def run_name(objective: str, seed: int | None) -> str:
 
 
 def base_section(base_dir: Path) -> list[str]:
-    """What the base model is and how it was made: its `dlmtune train` record when `dlmtune pretrain` built
-    it, or the `pretrain.json` the shipped base was built with."""
+    """What the base model is and how it was made, from the `dlmtune train` record `dlmtune pretrain` leaves."""
     lines = ["## The base model", "", f"`{base_dir}`"]
-    recipe, legacy = base_dir / "dlmtune_train.yaml", base_dir / "pretrain.json"
-    if recipe.exists() and (base_dir / "train_summary.json").exists():
+    recipe, summary_file = base_dir / "dlmtune_train.yaml", base_dir / "train_summary.json"
+    if recipe.exists() and summary_file.exists():
         raw = yaml.safe_load(recipe.read_text())
-        summary = json.loads((base_dir / "train_summary.json").read_text())
+        summary = json.loads(summary_file.read_text())
         lines[-1] += (f": `{raw['model']['name_or_path']}` trained {summary['global_step']} steps with "
                       f"`{raw['data']['source']}` ({summary['data']['examples']} documents) in "
                       f"{summary['train_runtime_s']:.0f} s (final loss {summary['final_loss']:.3f}); recipe in "
                       "dlmtune_train.yaml.")
-    elif legacy.exists():
-        record = json.loads(legacy.read_text())
-        lines[-1] += (f": the `{record['config']['preset']}` preset ({record.get('parameters', 0) / 1e6:.2f}M "
-                      f"parameters), {record['trainer_arguments']['max_steps']} steps of masked-diffusion "
-                      f"pretraining on {record['config']['documents']} synthetic documents in "
-                      f"{record['train_seconds']:.0f} s (final loss {record['loss_curve'][-1][1]:.3f}), built with the "
-                      "former training loop; configs/pretrain-tiny.yaml holds its hyperparameters.")
     return [*lines, ""]
 
 
@@ -232,7 +224,7 @@ def run_settings(config: DemoConfig, objective: str) -> dict[str, Any]:
 def work_units(config: DemoConfig, test: dict[str, list[dict]], objective: str) -> dict[str, float]:
     """Rough cost of a run's parts in token-forwards (a training step's backward counted as two forwards,
     WeFT's extra pass as one more), so one progress bar can move evenly over training and evaluation."""
-    prompt_tokens = {"sudoku": 55, "countdown": 32}  # mean lengths of the SFT examples' prompts and responses
+    prompt_tokens = {"sudoku": 22, "countdown": 19}  # mean lengths of the SFT examples' prompts and responses
     response_tokens = {"sudoku": 59, "countdown": 29}
     first_pass = FIRST_PASSES_PER_STEP.get(objective, 1.0)
     mean_example = sum(prompt_tokens[t] + response_tokens[t] for t in TASKS) / len(TASKS)

@@ -19,6 +19,7 @@ from dlmtune.evaluate import aggregate
 from dlmtune.models.lora import apply_lora
 from dlmtune.models.presets import build_preset_model
 from dlmtune.tasks import TASKS
+from dlmtune.tokenizer import EOS_TOKEN, EOT_TOKEN, SPECIAL_TOKENS
 
 SEEDS = ("42", "43")
 LIMIT = 2
@@ -116,6 +117,16 @@ def test_markdown_on_disk_is_the_table_printed_on_screen(full_run):
     assert str(out / "results.json") in result.output
 
 
+def clean_cut(raw: str) -> str:
+    """The raw decode cut before its first stop token (EOS or end of turn), special tokens dropped: what
+    the clean completion must be (dlmtune.sampling.decode_completions)."""
+    stops = [raw.index(t) for t in (EOS_TOKEN, EOT_TOKEN) if t in raw]
+    text = raw[: min(stops)] if stops else raw
+    for token in SPECIAL_TOKENS:
+        text = text.replace(token, "")
+    return text
+
+
 def test_one_completion_line_per_item_and_seed(full_run):
     out, _ = full_run
     files = _completions(out)
@@ -127,7 +138,7 @@ def test_one_completion_line_per_item_and_seed(full_run):
             assert set(r) == {"index", "completion", "raw_completion", "extracted", "correct", "total", "timed_out",
                               "scores"}
             assert isinstance(r["completion"], str)
-            assert r["raw_completion"].startswith(r["completion"][:1])  # the clean decode is a cut of the raw one
+            assert r["completion"] == clean_cut(r["raw_completion"])
             assert (r["correct"], r["total"]) == (r["scores"]["dlmtune"]["correct"], r["scores"]["dlmtune"]["total"])
 
 

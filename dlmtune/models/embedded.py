@@ -16,4 +16,4 @@ def embedded_base_folder() -> Path:
         if (folder / "model.safetensors").exists():
             return folder
     raise FileNotFoundError(f"{EMBEDDED_BASE}: no model.safetensors in {SHIPPED_BASE} or {CACHED_BASE}; "
-                            f"rebuild it with `dlmtune pretrain --out {CACHED_BASE}` (about half an hour on 2 CPU cores)")
+                            f"rebuild it with `dlmtune pretrain --out {CACHED_BASE}` (about an hour on 2 CPU cores)")

@@ -181,10 +181,12 @@ class DiffusionTrainer(Trainer):
     def _get_train_sampler(self, train_dataset=None):
         """Length-grouped batches in random order for group_by_length (see `shuffle_length_groups`)."""
         dataset = train_dataset if train_dataset is not None else self.train_dataset
-        grouped = self.args.train_sampling_strategy == "group_by_length" and self.args.shuffle_length_groups
-        if not grouped or dataset is None or "length" not in getattr(dataset, "column_names", ()):
+        column = self.args.length_column_name
+        grouped = (self.args.train_sampling_strategy == "group_by_length"
+                   and getattr(self.args, "shuffle_length_groups", True))
+        if not grouped or dataset is None or column not in getattr(dataset, "column_names", ()):
             return super()._get_train_sampler(train_dataset)
-        return ShuffledLengthGroupedSampler(dataset["length"], self._train_batch_size, seed=self.args.seed)
+        return ShuffledLengthGroupedSampler(dataset[column], self._train_batch_size, seed=self.args.seed)
 
     # --- the loss ------------------------------------------------------------------------------------
     def next_generator(self) -> torch.Generator:

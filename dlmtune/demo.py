@@ -59,6 +59,9 @@ class DemoConfig:
     gen_length: dict[str, int] = field(default_factory=lambda: {"sudoku": 64, "countdown": 32})  # longest answers: 59, 31
     block_length: int = 32
     steps_ratio: int = 2  # diffusion steps = gen_length / steps_ratio (the papers use 2)
+    # Fast-dLLM's dual KV cache: the same greedy decoding order on almost the same logits, in less time
+    # (BENCHMARKS.md, "The demo's evaluation sampler"); None = LLaDA's sampler, every step on the whole sequence
+    cache: str | None = "dual"
     eval_batch_size: int = 64
     entropy_examples: int = 64  # examples measured for the base model's entropy picture
     workers: int | None = None  # processes running runs side by side; None = min(2, CPU cores)
@@ -130,7 +133,7 @@ def base_folder(config: DemoConfig) -> Path:
 def generation_settings(config: DemoConfig, task: str) -> dict[str, Any]:
     gen_length = config.gen_length[task]
     return {"gen_length": gen_length, "block_length": config.block_length,
-            "steps": gen_length // config.steps_ratio, "batch_size": config.eval_batch_size}
+            "steps": gen_length // config.steps_ratio, "batch_size": config.eval_batch_size, "cache": config.cache}
 
 
 Report = Callable[[str, float], None]  # (run name, work units done since the last call)
@@ -212,7 +215,7 @@ def run_settings(config: DemoConfig, objective: str) -> dict[str, Any]:
     data_seed = reference.data.synthetic_seed
     evaluation = {"test_per_task": config.test_per_task, "gen_length": config.gen_length,
                   "block_length": config.block_length, "steps_ratio": config.steps_ratio,
-                  "eval_batch_size": config.eval_batch_size, "data_seed": data_seed}
+                  "cache": config.cache, "eval_batch_size": config.eval_batch_size, "data_seed": data_seed}
     if objective == "base":
         training: dict[str, Any] = {"model": str(base_folder(config))}
     else:

@@ -326,13 +326,21 @@ def demo_command(
     rl: bool = typer.Option(False, "--rl", help="Then continue every fine-tuned run with RL on Sudoku and evaluate it."),
 ) -> None:
     """SFT vs WeFT on the embedded tiny dLLM: fine-tune (configs/tiny.yaml), evaluate, and write OUT/report.md."""
-    from dlmtune.demo import resolve_config, run_demo
-    from dlmtune.demo_rl import RLDemo
+    from dlmtune.workers import default_workers, start_workers
 
-    train = {"max_steps": max_steps, "data.synthetic_size": train_per_task}
-    config = resolve_config(objectives, seeds, quick, base=str(base) if base else None, test_per_task=test_per_task,
-                            trust_remote_code=trust_remote_code or None, train_overrides=tuple((k, v) for k, v in train.items() if v is not None))
-    report = run_demo(config, out, rl=RLDemo(quick=quick) if rl else None)
+    pool = start_workers(default_workers())  # before the imports below: the workers start while this process does
+    try:
+        from dlmtune.demo import resolve_config, run_demo
+        from dlmtune.demo_rl import RLDemo
+
+        train = {"max_steps": max_steps, "data.synthetic_size": train_per_task}
+        config = resolve_config(objectives, seeds, quick, base=str(base) if base else None, test_per_task=test_per_task,
+                                trust_remote_code=trust_remote_code or None,
+                                train_overrides=tuple((k, v) for k, v in train.items() if v is not None))
+        report = run_demo(config, out, rl=RLDemo(quick=quick) if rl else None, pool=pool)
+    finally:
+        if pool is not None:
+            pool.close()
     typer.echo(report["table"])
     typer.echo(f"report: {out / 'report.md'}")
 

@@ -7,21 +7,18 @@ the analogue of s1K) with the run's objective, training seed and output folder s
 held-out items. The report is built only from the per-run files in OUT/runs. A re-run with the same OUT
 skips the runs whose file exists and was made with the same settings, so an interrupted demo resumes.
 
-Parallelism: runs are independent, so they go to `workers` processes (default: one per CPU core, at most
-two), each with single-threaded torch: at this width every op is tiny, and two OpenMP threads in one
-process gain less than a second process does.
+Parallelism: runs are independent, so they go to `workers` single-threaded processes (`dlmtune.workers`;
+default: one per CPU core, at most two).
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-import multiprocessing
-import os
 import shutil
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -41,6 +38,7 @@ from dlmtune.synthetic.splits import DEFAULT_N_TEST, DEFAULT_N_VAL, make_splits
 from dlmtune.tasks.countdown import evaluate_expression
 from dlmtune.train import TrainConfig, embedded_config, load_config, run_training
 from dlmtune.trainer import LOG_FILE
+from dlmtune.workers import Workers, default_workers, report_progress, start_workers
 
 TASKS = ("sudoku", "countdown")
 SUDOKU_CHANCE = 0.25  # a uniformly random digit in an empty cell
@@ -59,9 +57,10 @@ class DemoConfig:
     gen_length: dict[str, int] = field(default_factory=lambda: {"sudoku": 64, "countdown": 32})  # longest answers: 59, 31
     block_length: int = 32
     steps_ratio: int = 2  # diffusion steps = gen_length / steps_ratio (the papers use 2)
-    # Fast-dLLM's dual KV cache: the same greedy decoding order on almost the same logits, in less time
-    # (BENCHMARKS.md, "The demo's evaluation sampler"); None = LLaDA's sampler, every step on the whole sequence
-    cache: str | None = "dual"
+    # KV cache of the evaluation's sampler: None = LLaDA's sampler, every step on the whole sequence. "dual"
+    # (Fast-dLLM) halves the evaluation time but moves single runs' accuracy by several points, which widens
+    # the paired intervals (BENCHMARKS.md, "The demo's evaluation sampler")
+    cache: str | None = None
     eval_batch_size: int = 64
     entropy_examples: int = 64  # examples measured for the base model's entropy picture
     workers: int | None = None  # processes running runs side by side; None = min(2, CPU cores)
@@ -273,30 +272,34 @@ def execute_run(config: DemoConfig, train: list[dict[str, str]], test: dict[str,
     return name
 
 
-_QUEUE = None
-
-
-def _worker_init(queue) -> None:
-    global _QUEUE
-    _QUEUE = queue
-    torch.set_num_threads(1)
-
-
 def _worker_run(*args: Any) -> str:
-    return execute_run(*args, report=lambda name, units: _QUEUE.put((name, units)))
+    return execute_run(*args, report=report_progress)
 
 
 def demo_workers(config: DemoConfig) -> int:
-    return max(1, config.workers or min(2, os.cpu_count() or 1))
+    return max(1, config.workers or default_workers())
 
 
-def run_demo(config: DemoConfig, out: str | Path, progress: bool = True, rl=None) -> dict[str, Any]:
+def run_demo(config: DemoConfig, out: str | Path, progress: bool = True, rl=None,
+             pool: Workers | None = None) -> dict[str, Any]:
     """Run (or resume) the experiment in `out` and write the report; returns the report payload. `rl` (a
-    `dlmtune.demo_rl.RLDemo`) continues every fine-tuned run with RL and adds the report's RL section."""
+    `dlmtune.demo_rl.RLDemo`) continues every fine-tuned run with RL and adds the report's RL section.
+    `pool`: workers the caller started early (`dlmtune.workers.start_workers`); without it the demo starts
+    `config.workers` itself, and stops them at the end."""
+    own_pool = pool is None
+    if own_pool:
+        pool = start_workers(demo_workers(config))
+    try:
+        return _run_demo(config, Path(out), progress, rl, pool)
+    finally:
+        if own_pool and pool is not None:
+            pool.close()
+
+
+def _run_demo(config: DemoConfig, out: Path, progress: bool, rl, pool: Workers | None) -> dict[str, Any]:
     from dlmtune.report import write_report
 
     start = time.perf_counter()
-    out = Path(out)
     runs_dir = out / "runs"
     base_dir = base_folder(config)
     train, test = demo_data(config)
@@ -313,7 +316,7 @@ def run_demo(config: DemoConfig, out: str | Path, progress: bool = True, rl=None
                 == run_settings(config, objective)):
             todo.append((objective, seed))
     todo.sort(key=lambda run: -run_total(config, test, run[0]))  # longest first: the workers finish together
-    workers = min(demo_workers(config), max(len(todo), 1))
+    workers = pool.size if pool is not None else 1
     bar = tqdm(total=sum(run_total(config, test, o) for o, _ in todo), disable=not progress or not todo,
                desc=f"demo: {len(todo)} runs on {workers} worker{'s' * (workers > 1)}",
                bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining} {postfix}")
@@ -324,28 +327,25 @@ def run_demo(config: DemoConfig, out: str | Path, progress: bool = True, rl=None
         bar.update(units)
         bar.set_postfix_str(", ".join(active), refresh=False)
 
-    if workers == 1:
+    if pool is None:
         for objective, seed in todo:
             execute_run(config, train, test, objective, seed, out, report)
             active.pop(run_name(objective, seed), None)
-    elif todo:
-        context = multiprocessing.get_context("spawn")  # no fork of a process already running torch threads
-        queue = context.Manager().Queue()
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init, initargs=(queue,)) as pool:
-            pending = {pool.submit(_worker_run, config, train, test, o, s, out) for o, s in todo}
-            while pending:
-                done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-                while not queue.empty():
-                    report(*queue.get())
-                for future in done:
-                    active.pop(future.result(), None)  # re-raises a worker's error
-            while not queue.empty():
-                queue.get()
+    else:
+        pending = {pool.pool.submit(_worker_run, config, train, test, o, s, out) for o, s in todo}
+        while pending:
+            done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            while not pool.progress.empty():
+                report(*pool.progress.get())
+            for future in done:
+                active.pop(future.result(), None)  # re-raises a worker's error
+        while not pool.progress.empty():
+            pool.progress.get()
     bar.close()
     if rl is not None:
         from dlmtune.demo_rl import rl_report_section, run_rl_runs
 
-        run_rl_runs(config, rl, out, test, demo_workers(config), progress)
+        run_rl_runs(config, rl, out, test, pool, progress)
     runs = [json.loads((runs_dir / f"{n}.json").read_text()) for n in sorted(names)]
     run_seconds = sum((r.get("train_seconds") or 0) + r["eval_seconds"] for r in runs)
     settings = asdict(config) | {

@@ -16,10 +16,9 @@ single-threaded.
 from __future__ import annotations
 
 import json
-import multiprocessing
 import shutil
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from tqdm.auto import tqdm
 
 from dlmtune.io import write_json_atomic
 from dlmtune.stats import mean_interval, paired_difference
+from dlmtune.workers import Workers
 
 RL_TASK = "sudoku"  # the papers' RL task; Countdown is not trained on, so it is not re-evaluated
 
@@ -91,13 +91,10 @@ def execute_rl_run(config, rl: RLDemo, test: dict[str, list[dict]], objective: s
     return name
 
 
-def _worker_init() -> None:
-    torch.set_num_threads(1)
-
-
-def run_rl_runs(config, rl: RLDemo, out: str | Path, test: dict[str, list[dict]], workers: int,
+def run_rl_runs(config, rl: RLDemo, out: str | Path, test: dict[str, list[dict]], pool: Workers | None,
                 progress: bool = True) -> None:
-    """Run (or resume) RL for every fine-tuned run of the demo in `out`, with a progress bar over runs."""
+    """Run (or resume) RL for every fine-tuned run of the demo in `out` on the demo's `pool` (in this process
+    without one), with a progress bar over runs."""
     out = Path(out)
     folder = out / "runs" / "rl"
     plan = _plan(config, out)
@@ -111,19 +108,17 @@ def run_rl_runs(config, rl: RLDemo, out: str | Path, test: dict[str, list[dict]]
         start = json.loads((out / "runs" / f"{objective}-seed{seed}.json").read_text())
         if not (path.exists() and json.loads(path.read_text()).get("settings") == _settings(rl, start)):
             todo.append((objective, seed))
-    workers = min(workers, len(todo))
-    bar = tqdm(total=len(todo), desc=f"demo --rl: {len(todo)} RL runs on {max(workers, 1)} worker(s)", unit="run",
+    workers = pool.size if pool is not None else 1
+    bar = tqdm(total=len(todo), desc=f"demo --rl: {len(todo)} RL runs on {workers} worker(s)", unit="run",
                disable=not progress or not todo)
-    if workers <= 1:
+    if pool is None:
         for objective, seed in todo:
             execute_rl_run(config, rl, test, objective, seed, out)
             bar.update()
     else:
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init) as pool:
-            for future in as_completed([pool.submit(execute_rl_run, config, rl, test, o, s, out) for o, s in todo]):
-                future.result()  # re-raises a worker's error
-                bar.update()
+        for future in as_completed([pool.pool.submit(execute_rl_run, config, rl, test, o, s, out) for o, s in todo]):
+            future.result()  # re-raises a worker's error
+            bar.update()
     bar.close()
 
 

@@ -6,21 +6,19 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   echo "[setup] creating .venv"
-  # ensurepip takes a while; when this interpreter's pip can install into another environment (--python,
-  # pip >= 22.3), the venv starts bare and gets pip with the packages below, in the same install
-  if "$PY" -m pip --python "$PY" --version >/dev/null 2>&1; then
-    "$PY" -m venv --without-pip .venv
-  else
-    "$PY" -m venv .venv
-  fi
+  "$PY" -m venv --without-pip .venv
+fi
+if ! .venv/bin/python -m pip --version >/dev/null 2>&1; then
+  # this interpreter's own pip installs pip into the venv where it can (--python, pip >= 22.3), far faster
+  # than ensurepip, the fallback
+  "$PY" -m pip --python .venv/bin/python install -q --no-compile pip >/dev/null 2>&1 || .venv/bin/python -m ensurepip -q
 fi
 stamp=.venv/.dlmtune-installed
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  echo "[setup] installing pip, torch (CPU build) and dlmtune[dev] into .venv"
-  if [ -x .venv/bin/pip ]; then pip=(.venv/bin/python -m pip); else pip=("$PY" -m pip --python .venv/bin/python); fi
+  echo "[setup] installing torch (CPU build) and dlmtune[dev] into .venv"
   # one resolution, and no byte-compiling by pip (one file at a time: most of an install's time)
-  "${pip[@]}" install -q --no-compile pip "torch==${DLMTUNE_TORCH_VERSION:-2.13.0}" -e ".[dev]"
+  .venv/bin/python -m pip install -q --no-compile "torch==${DLMTUNE_TORCH_VERSION:-2.13.0}" -e ".[dev]"
   # byte-compile what the commands and the tests import, by importing it once with .pyc writing on (even
   # where PYTHONDONTWRITEBYTECODE is set): each later process, the demo's workers included, then loads in
   # half the time; compiling all of .venv would take longer than it saves

@@ -19,7 +19,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("building blocks", ("dlmtune.objectives", "dlmtune.sampling", "dlmtune.data", "dlmtune.models")),
     ("tasks", ("dlmtune.tasks",)),
     ("generators", ("dlmtune.synthetic",)),
-    ("utilities", ("dlmtune.io", "dlmtune.stats", "dlmtune.config", "dlmtune.tokenizer", "dlmtune")),
+    ("utilities", ("dlmtune.io", "dlmtune.stats", "dlmtune.workers", "dlmtune.config", "dlmtune.tokenizer", "dlmtune")),
 ]
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 from tqdm.auto import tqdm
+from transformers.utils import logging as hf_logging
 
 from dlmtune.io import write_json_atomic
 from dlmtune.stats import mean_interval, paired_difference
@@ -67,6 +68,7 @@ def execute_rl_run(config, rl: RLDemo, test: dict[str, list[dict]], objective: s
     from dlmtune.rl.stage import run_rl_stage
 
     torch.set_num_threads(1)
+    hf_logging.disable_progress_bar()  # the demo's own bar says what runs; one per weight loading would not
     start_name, name = run_name(objective, seed), rl_run_name(objective, seed)
     start_dir = out / "work" / start_name / "train"
     if not (start_dir / "config.json").exists():

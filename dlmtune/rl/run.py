@@ -13,6 +13,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from transformers import PrinterCallback
+
 from dlmtune.config import ConfigError, to_yaml
 from dlmtune.io import write_json_atomic, write_text_atomic
 from dlmtune.rl.config import RLRunConfig, training_arguments
@@ -31,9 +33,10 @@ def _refuse_adapter_start(name_or_path: str) -> None:
                           f"adapter in first with `dlmtune merge --adapter {name_or_path} --out MERGED`")
 
 
-def run_rl(config: RLRunConfig, callbacks: list | None = None) -> dict[str, Any]:
+def run_rl(config: RLRunConfig, callbacks: list | None = None, quiet: bool = False) -> dict[str, Any]:
     """Train as configured (extra Trainer `callbacks` optional); returns the summary also written to
-    OUTPUT_DIR/rl_summary.json."""
+    OUTPUT_DIR/rl_summary.json. `quiet` keeps the log records off stdout (they still go to log.jsonl), for
+    callers with their own progress display (the demo)."""
     args = training_arguments(config)
     if args.max_steps <= 0:
         raise ConfigError("max_steps is required for RL (each optimizer step is one inner update), e.g. --max_steps 24")
@@ -47,6 +50,8 @@ def run_rl(config: RLRunConfig, callbacks: list | None = None) -> dict[str, Any]
     rewards = build_rewards(prompts.task, config.rl.rewards)
     trainer = RLTrainer(model=model, args=args, processing_class=tokenizer, spec=spec, rl=config.rl,
                         prompts=prompts, rewards=rewards, callbacks=callbacks)
+    if quiet:
+        trainer.remove_callback(PrinterCallback)  # added by the Trainer when its progress bar is off
     if trainer.is_world_process_zero():
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         logger.info("rl %s on %s (%d prompts) from %s: %d trainable parameters, %d completions per step and rank",

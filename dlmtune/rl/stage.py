@@ -48,10 +48,11 @@ def run_rl_stage(model_dir: str | Path, config_overrides: dict[str, Any] | None,
                  quick: bool = False) -> dict[str, Any]:
     """RL on `model_dir` (a save_pretrained folder) into `out_dir`; returns {"reward_curve": the mean reward
     of the completions each step trained on, "output_dir": the trained model folder, "summary": timing}.
+    Quiet: the steps' log records go to OUT_DIR/log.jsonl only.
     `config_overrides` (dotted keys, e.g. {"seed": 1}) go over the demo's settings."""
     overrides = {**rl_stage_overrides(quick), **(config_overrides or {}), "model": str(model_dir),
                  "output_dir": str(out_dir)}
-    summary = run_rl(load_rl_config(None, list(overrides.items())))
+    summary = run_rl(load_rl_config(None, list(overrides.items())), quiet=True)
     records = [json.loads(line) for line in (Path(out_dir) / "log.jsonl").read_text().splitlines()]
     curve = [record["reward"] for record in records if "reward" in record]
     return {"reward_curve": curve, "output_dir": str(out_dir), "summary": summary}

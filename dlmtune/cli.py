@@ -155,6 +155,15 @@ def train_command(
     run_train_cli(config, ctx.args)
 
 
+def close_process_group() -> None:
+    """End the distributed process group (if any) once a command's collectives are over: left to interpreter
+    shutdown, gloo's threads can abort a rank that has finished its work ("terminate called without an
+    active exception"), failing a run that succeeded."""
+    from accelerate import PartialState
+
+    PartialState().destroy_process_group()
+
+
 def run_train_cli(config: Path | None, args: list[str]) -> None:
     """`dlmtune train CONFIG ARGS`; user errors become one message through the app's error handling."""
     import logging
@@ -167,6 +176,7 @@ def run_train_cli(config: Path | None, args: list[str]) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     train_config = load_config(config, parse_overrides(args))
     summary = run_training(train_config)
+    close_process_group()
     if not PartialState().is_main_process:
         return
     if summary.get("already_finished"):
@@ -199,6 +209,7 @@ def rl_command(
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     rl_config = load_rl_config(config, parse_overrides(ctx.args))
     summary = run_rl(rl_config)
+    close_process_group()
     if PartialState().is_main_process:
         typer.echo(f"done: {summary['global_step']} steps, {summary['seconds_per_step'] or 0:.2f} s/step "
                    f"(rollout share {summary.get('rollout_share') or 0:.0%}); saved to {rl_config.training['output_dir']}")

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from dlmtune.models.presets import build_preset_model
 from dlmtune.tokenizer import build_tokenizer
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (scripts/run-tests.sh) each worker takes one torch thread: as many threads as cores,
+    not workers x cores fighting over them."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

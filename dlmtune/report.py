@@ -213,7 +213,7 @@ def plot_report(runs: list[dict[str, Any]], summary: dict[str, Any], chance: dic
     curves.set_xlabel("optimizer step")
     curves.set_ylabel("training loss")
     curves.set_title("training loss (one line per seed)")
-    if curves.get_legend_handles_labels()[0]:  # runs read from older run files may have no loss curve
+    if curves.get_legend_handles_labels()[0]:  # no labelled line when no run logged a loss (very short runs)
         curves.legend(fontsize=8)
     save_figure(fig, path)
 

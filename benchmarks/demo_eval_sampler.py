@@ -65,12 +65,12 @@ def main() -> None:
                            for t in tasks)
         print(f"| {row['name']} | {cells} | {row['dual']['eval_seconds']:.1f} | {row['plain']['eval_seconds']:.1f} |")
     tuned = [row for row in rows if row["seed"] is not None]
+    by = {(row["objective"], row["seed"]): row for row in tuned}
+    seeds = sorted(seed for objective, seed in by if objective == "sft" and ("weft", seed) in by)
     for task in tasks:
         change = mean_interval([row["dual"]["accuracy"][task] - row["plain"]["accuracy"][task] for row in tuned])
         print(f"{task}: dual - plain over the {len(tuned)} fine-tuned runs {100 * change['mean']:+.2f} points "
               f"[{100 * change['low']:+.2f}, {100 * change['high']:+.2f}]")
-        by = {(row["objective"], row["seed"]): row for row in tuned}
-        seeds = sorted(seed for objective, seed in by if objective == "sft" and ("weft", seed) in by)
         for sampler in ("dual", "plain"):
             diff = paired_difference([by["weft", s][sampler]["accuracy"][task] for s in seeds],
                                      [by["sft", s][sampler]["accuracy"][task] for s in seeds])

@@ -327,25 +327,30 @@ def _run_demo(config: DemoConfig, out: Path, progress: bool, rl, pool: Workers |
         bar.update(units)
         bar.set_postfix_str(", ".join(active), refresh=False)
 
+    if rl is not None:
+        from dlmtune.demo_rl import RLRuns, rl_report_section
+
+        rl_runs = RLRuns(config, rl, out, test, pool, progress)
     if pool is None:
         for objective, seed in todo:
             execute_run(config, train, test, objective, seed, out, report)
             active.pop(run_name(objective, seed), None)
     else:
-        pending = {pool.pool.submit(_worker_run, config, train, test, o, s, out) for o, s in todo}
+        runs_of = {pool.pool.submit(_worker_run, config, train, test, o, s, out): (o, s) for o, s in todo}
+        pending = set(runs_of)
         while pending:
             done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
             while not pool.progress.empty():
                 report(*pool.progress.get())
             for future in done:
                 active.pop(future.result(), None)  # re-raises a worker's error
+                if rl is not None:
+                    rl_runs.ready(*runs_of[future])
         while not pool.progress.empty():
             pool.progress.get()
     bar.close()
     if rl is not None:
-        from dlmtune.demo_rl import rl_report_section, run_rl_runs
-
-        run_rl_runs(config, rl, out, test, pool, progress)
+        rl_runs.finish()
     runs = [json.loads((runs_dir / f"{n}.json").read_text()) for n in sorted(names)]
     run_seconds = sum((r.get("train_seconds") or 0) + r["eval_seconds"] for r in runs)
     settings = asdict(config) | {

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from concurrent.futures import as_completed
+from concurrent.futures import Future, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,35 +93,55 @@ def execute_rl_run(config, rl: RLDemo, test: dict[str, list[dict]], objective: s
     return name
 
 
-def run_rl_runs(config, rl: RLDemo, out: str | Path, test: dict[str, list[dict]], pool: Workers | None,
-                progress: bool = True) -> None:
-    """Run (or resume) RL for every fine-tuned run of the demo in `out` on the demo's `pool` (in this process
-    without one), with a progress bar over runs."""
-    out = Path(out)
-    folder = out / "runs" / "rl"
-    plan = _plan(config, out)
-    names = {rl_run_name(o, s) for o, s in plan}
-    for stale in folder.glob("*.json"):
-        if stale.stem not in names:
-            stale.unlink()
-    todo = []
-    for objective, seed in plan:
-        path = folder / f"{rl_run_name(objective, seed)}.json"
-        start = json.loads((out / "runs" / f"{objective}-seed{seed}.json").read_text())
-        if not (path.exists() and json.loads(path.read_text()).get("settings") == _settings(rl, start)):
-            todo.append((objective, seed))
-    workers = pool.size if pool is not None else 1
-    bar = tqdm(total=len(todo), desc=f"demo --rl: {len(todo)} RL runs on {workers} worker(s)", unit="run",
-               disable=not progress or not todo)
-    if pool is None:
-        for objective, seed in todo:
-            execute_rl_run(config, rl, test, objective, seed, out)
-            bar.update()
-    else:
-        for future in as_completed([pool.pool.submit(execute_rl_run, config, rl, test, o, s, out) for o, s in todo]):
-            future.result()  # re-raises a worker's error
-            bar.update()
-    bar.close()
+class RLRuns:
+    """The RL runs of a demo in `out`. On a worker pool each is submitted as soon as its fine-tuned run is
+    written (`ready`), so RL fills the workers that the fine-tuning's last runs leave idle; `finish` starts
+    the rest (fine-tuned runs an earlier invocation wrote) and waits for all, with a progress bar over runs.
+    Without a pool they all run in this process, in `finish`. A run whose file exists with the same
+    settings is skipped."""
+
+    def __init__(self, config, rl: RLDemo, out: str | Path, test: dict[str, list[dict]], pool: Workers | None,
+                 progress: bool = True):
+        self.config, self.rl, self.out, self.test, self.pool, self.progress = config, rl, Path(out), test, pool, progress
+        self.started: dict[tuple[str, int], Future | None] = {}
+
+    def ready(self, objective: str, seed: int | None) -> None:
+        """Fine-tuned run (`objective`, `seed`) is written: on a pool, its RL run starts now if it is needed."""
+        if self.pool is not None and seed is not None:
+            self._start(objective, seed)
+
+    def finish(self) -> None:
+        plan = _plan(self.config, self.out)
+        names = {rl_run_name(o, s) for o, s in plan}
+        for stale in (self.out / "runs" / "rl").glob("*.json"):
+            if stale.stem not in names:
+                stale.unlink()
+        for objective, seed in plan:
+            self._start(objective, seed)
+        todo = list(self.started.items())
+        workers = self.pool.size if self.pool is not None else 1
+        bar = tqdm(total=len(todo), desc=f"demo --rl: {len(todo)} RL runs on {workers} worker(s)", unit="run",
+                   disable=not self.progress or not todo)
+        if self.pool is None:
+            for (objective, seed), _ in todo:
+                execute_rl_run(self.config, self.rl, self.test, objective, seed, self.out)
+                bar.update()
+        else:
+            for future in as_completed([future for _, future in todo]):
+                future.result()  # re-raises a worker's error
+                bar.update()
+        bar.close()
+
+    def _start(self, objective: str, seed: int) -> None:
+        if (objective, seed) in self.started or not self._needed(objective, seed):
+            return
+        self.started[objective, seed] = None if self.pool is None else self.pool.pool.submit(
+            execute_rl_run, self.config, self.rl, self.test, objective, seed, self.out)
+
+    def _needed(self, objective: str, seed: int) -> bool:
+        path = self.out / "runs" / "rl" / f"{rl_run_name(objective, seed)}.json"
+        start = json.loads((self.out / "runs" / f"{objective}-seed{seed}.json").read_text())
+        return not (path.exists() and json.loads(path.read_text()).get("settings") == _settings(self.rl, start))
 
 
 def load_rl_runs(out: str | Path) -> list[dict[str, Any]]:

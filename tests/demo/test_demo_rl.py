@@ -74,3 +74,42 @@ def test_persistence_sentence_follows_the_interval():
     assert "NOT clearly ahead" in persistence_sentence(diff(0.02, -0.01, 0.05), diff(0.04, 0.01, 0.07))
     assert "falls BEHIND" in persistence_sentence(diff(-0.05, -0.09, -0.01), None)
     assert "no conclusion" in persistence_sentence({"mean": 0.1, "low": None, "high": None, "n": 1}, None)
+
+
+def test_rl_runs_start_as_their_fine_tuned_runs_finish(tmp_path, monkeypatch):
+    """On a pool, `ready` starts a run's RL at once (so RL fills workers the fine-tuning's tail leaves idle);
+    `finish` starts the rest once each, skips a run whose file is current, and waits for all."""
+    import concurrent.futures
+    import threading
+
+    import dlmtune.demo_rl as demo_rl
+    from dlmtune.workers import Workers
+
+    started, lock = [], threading.Lock()
+
+    def fake_rl_run(config, rl, test, objective, seed, out):
+        with lock:
+            started.append((objective, seed))
+        return demo_rl.rl_run_name(objective, seed)
+
+    monkeypatch.setattr(demo_rl, "execute_rl_run", fake_rl_run)
+    config = DemoConfig(seeds=2)
+    rl = RLDemo(quick=True)
+    (tmp_path / "runs" / "rl").mkdir(parents=True)
+    for objective in ("sft", "weft"):
+        for seed in (0, 1):
+            record = {"settings": {"objective": objective}}
+            (tmp_path / "runs" / f"{objective}-seed{seed}.json").write_text(json.dumps(record))
+    current = {"settings": demo_rl._settings(rl, {"settings": {"objective": "weft"}})}
+    (tmp_path / "runs" / "rl" / "weft-seed1-rl.json").write_text(json.dumps(current))
+    (tmp_path / "runs" / "rl" / "sft-seed7-rl.json").write_text("{}")  # a seed no longer asked for
+
+    with concurrent.futures.ThreadPoolExecutor(1) as executor:
+        runs = demo_rl.RLRuns(config, rl, tmp_path, {}, Workers(executor, None, 1), progress=False)
+        runs.ready("base", None)
+        runs.ready("sft", 1)
+        runs.started["sft", 1].result()
+        assert started == [("sft", 1)]  # before finish: while the fine-tuning's other runs go on
+        runs.finish()
+    assert sorted(started) == [("sft", 0), ("sft", 1), ("weft", 0)]
+    assert not (tmp_path / "runs" / "rl" / "sft-seed7-rl.json").exists()

@@ -22,7 +22,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   # byte-compile what the commands and the tests import, by importing it once with .pyc writing on (even
   # where PYTHONDONTWRITEBYTECODE is set): each later process, the demo's workers included, then loads in
   # half the time; compiling all of .venv would take longer than it saves. A second process compiles
-  # scipy, matplotlib and datasets on the other core meanwhile (the first reaches them late): about 10 s less
+  # scipy, matplotlib and datasets on the other core meanwhile (the first reaches them late): 7-10 s less
   compile() { PYTHONDONTWRITEBYTECODE='' .venv/bin/python -c "import $1"; }
   compile "scipy.stats, matplotlib.pyplot, datasets" & side=$!
   compile "dlmtune.cli, dlmtune.demo, dlmtune.demo_rl, dlmtune.evaluate, dlmtune.rl.run, dlmtune.rl.trainer, pytest"

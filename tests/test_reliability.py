@@ -144,6 +144,19 @@ def test_skip_mode_drops_non_finite_steps(tmp_path):
     assert all_finite(tmp_path / "model.safetensors")
 
 
+@pytest.mark.parametrize(("tensors", "finite"), [
+    ([torch.ones(3), torch.tensor([3e38, -3e38])], True),  # huge but finite: a 2-norm would overflow
+    ([torch.ones(3), torch.zeros(0)], True),  # an empty shard
+    ([torch.zeros(0)], True),
+    ([torch.ones(2, dtype=torch.bfloat16), torch.tensor([1.0, float("nan")])], False),
+    ([torch.ones(2, dtype=torch.bfloat16), torch.tensor([float("-inf")])], False),
+])
+def test_the_guards_finiteness_check(tensors, finite):
+    from dlmtune.nonfinite import _all_finite
+
+    assert _all_finite(tensors) is finite
+
+
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("finished") / "run"

@@ -17,6 +17,7 @@ import copy
 import json
 from pathlib import Path
 
+from dlmtune.demo import pooled_accuracy
 from dlmtune.report import paired_differences, paired_noise
 
 TASKS = ("sudoku", "countdown")
@@ -30,9 +31,8 @@ def smaller_demo(runs: list[dict], seeds: int, items: dict[str, int]) -> list[di
             continue
         run = copy.deepcopy(run)
         for task, count in items.items():
-            scores = run["item_scores"][task][:count]
-            run["item_scores"][task] = scores
-            run["accuracy"][task] = sum(c for c, _ in scores) / sum(t for _, t in scores)
+            run["item_scores"][task] = run["item_scores"][task][:count]
+            run["accuracy"][task] = pooled_accuracy(run["item_scores"][task])
         kept.append(run)
     return kept
 

@@ -185,9 +185,14 @@ def evaluate_run(model, tokenizer, spec, test: dict[str, list[dict]], config: De
             scores[task] += item_scores(folder / f"{task}-part{part}", task, 42, len(chunk))
             if on_items is not None:
                 on_items(task, len(chunk))
-        total = sum(t for _, t in scores[task])
-        accuracy[task] = sum(c for c, _ in scores[task]) / total if total else float("nan")
+        accuracy[task] = pooled_accuracy(scores[task])
     return {"accuracy": accuracy, "item_scores": scores, "eval_seconds": time.perf_counter() - start}
+
+
+def pooled_accuracy(scores: list[tuple[int, int]]) -> float:
+    """Sum correct / sum total over items' (correct, total) scores (Sudoku: cells); NaN without any."""
+    total = sum(t for _, t in scores)
+    return sum(c for c, _ in scores) / total if total else float("nan")
 
 
 def run_name(objective: str, seed: int | None) -> str:

@@ -51,12 +51,16 @@ def main() -> None:
     runs = [json.loads(path.read_text()) for path in sorted((args.out / "runs").glob("*.json"))]
     print("| seeds | test items | task | weft - sft | 95% interval | item noise | seed noise |")
     print("|---|---|---|---|---|---|---|")
+    printed = set()  # a task's row depends only on its own item count: print each once
     for seeds in args.seeds:
         for items in args.items:
             subset = smaller_demo(runs, seeds, items)
             differences = paired_differences(subset, TASKS)
             noise = paired_noise(subset, TASKS, differences)
             for task in TASKS:
+                if (seeds, task, items[task]) in printed:
+                    continue
+                printed.add((seeds, task, items[task]))
                 d, n = differences["weft"][task], noise["weft"][task]
                 print(f"| {seeds} | {items[task]} | {task} | {100 * d['mean']:+.1f} | "
                       f"[{100 * d['low']:+.1f}, {100 * d['high']:+.1f}] | {100 * n['item_se']:.1f} | "

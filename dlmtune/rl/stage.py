@@ -26,7 +26,7 @@ DEMO_RL: dict[str, Any] = {
     "rl.algorithm": "diffu-grpo", "rl.num_generations": 6, "rl.num_iterations": 4,
     "rl.max_completion_length": 64, "rl.block_length": 32, "rl.diffusion_steps": 32,
     "rl.generation_batch_size": 12,
-    "per_device_train_batch_size": 12, "gradient_accumulation_steps": 1, "max_steps": 12,
+    "per_device_train_batch_size": 12, "gradient_accumulation_steps": 1, "max_steps": 16,
     "learning_rate": 2e-4, "warmup_steps": 0, "lr_scheduler_type": "constant",
     "logging_steps": 1, "save_strategy": "no", "use_cpu": True, "report_to": "none", "disable_tqdm": True,
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # LLaDA-8B's shape on one GPU (random weights, bf16), as recorded in BENCHMARKS.md "GPU (H200) at real shapes".
-#   bash benchmarks/gpu_llada_8b.sh [OUT_DIR]        (~5 minutes on an H200; needs ~90 GB of GPU memory)
+#   bash benchmarks/gpu_llada_8b.sh [OUT_DIR]        (5 minutes on an H200; peaks at 72.4 GiB of GPU memory)
 # Each line is one `dlmtune bench` run in its own process, most important first; JSON per run in OUT_DIR.
 # DLMTUNE overrides the command (e.g. "python3 -m dlmtune"); MODEL, LEN, SHORT, GEN shrink it for a CPU dry run
 # (MODEL="--preset micro" LEN=64 SHORT=32 GEN=64).

@@ -7,7 +7,7 @@ OUT is a finished `dlmtune demo` folder. A demo with fewer seeds trains exactly 
 one (a seed fixes its data order and masks), and its test items are the first items of the same test split,
 evaluated one sampler batch at a time; so when K is a multiple of the evaluation batch (64), the numbers
 printed are the ones that smaller demo would report, with no training or evaluation. Used to choose the
-demo's seeds and test sizes against its time budget (BENCHMARKS.md, "A cheaper demo").
+demo's seeds and test sizes against its time budget (BENCHMARKS.md, "The demo's design").
 """
 
 from __future__ import annotations

@@ -58,7 +58,7 @@ class DemoConfig:
     block_length: int = 32
     steps_ratio: int = 2  # diffusion steps = gen_length / steps_ratio (the papers use 2)
     # KV cache of the evaluation's sampler: None = LLaDA's sampler, every step on the whole sequence. "dual"
-    # (Fast-dLLM) halves the evaluation time but moves single runs' accuracy by several points, which widens
+    # (Fast-dLLM) halves the evaluation time but moves single runs' accuracy, a second noise that widens
     # the paired intervals (BENCHMARKS.md, "The demo's evaluation sampler")
     cache: str | None = None
     eval_batch_size: int = 64

@@ -27,9 +27,10 @@ uv_arguments() {
 install() {
   local packages=("torch==${DLMTUNE_TORCH_VERSION:-2.13.0}" -e ".[dev]")
   if "$PY" -m pip --python .venv/bin/python install -q --no-compile uv >/dev/null 2>&1; then
-    mapfile -t from < <(uv_arguments)
-    if .venv/bin/uv pip install -q --python .venv/bin/python --index-strategy unsafe-best-match "${from[@]}" \
-        pip "${packages[@]}"; then
+    local from=() line  # (no mapfile, and the empty-array guard below: macOS's bash 3.2 runs this too)
+    while IFS= read -r line; do from+=("$line"); done < <(uv_arguments)
+    if .venv/bin/uv pip install -q --python .venv/bin/python --index-strategy unsafe-best-match \
+        ${from[@]+"${from[@]}"} pip "${packages[@]}"; then
       return
     fi
     echo "[setup] uv failed; installing with pip"
